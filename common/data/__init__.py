@@ -1,0 +1,26 @@
+"""Data: datalists with labeled / unlabeled / validation / test cases, real-layout adapters, phantoms, input checks.
+
+The flow every bundle follows: ``prepare_datalist(dataset_dir, layout, output_file, phantom=..., ...)`` writes the
+phantom if the data set is absent, lists the cases with the layout adapter, splits them reproducibly, checks the
+files and saves the datalist; ``load_datalist`` reads it back with absolute paths for MONAI's ``Dataset``.
+"""
+
+from __future__ import annotations
+
+from common.data.checks import DataValidationError, check_cases
+from common.data.datalist import load_datalist, save_datalist, split_cases
+from common.data.layouts import LAYOUTS, get_layout
+from common.data.phantoms import LesionPhantom2D
+from common.data.prepare import prepare_datalist
+
+__all__ = [
+    "LAYOUTS",
+    "DataValidationError",
+    "LesionPhantom2D",
+    "check_cases",
+    "get_layout",
+    "load_datalist",
+    "prepare_datalist",
+    "save_datalist",
+    "split_cases",
+]

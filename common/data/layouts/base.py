@@ -1,0 +1,103 @@
+"""The interface every real-layout adapter implements, and the file-listing helpers they share."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = ["Layout", "list_files", "check_phantom_case"]
+
+
+def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Regular files of ``folder`` with one of ``suffixes`` (lower case, any case on disk), sorted by name.
+
+    Hidden files (``.DS_Store``, macOS ``._*`` resource forks) are skipped.
+
+    Args:
+        folder: the folder to list (not recursive).
+        suffixes: accepted suffixes, e.g. ``(".jpg", ".jpeg")``.
+
+    Returns:
+        The matching files, sorted by name.
+    """
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in suffixes
+    )
+
+
+def check_phantom_case(image: np.ndarray, mask: np.ndarray) -> None:
+    """Validate the arrays given to :meth:`Layout.write_case`.
+
+    Args:
+        image: expected ``(H, W, 3)`` uint8.
+        mask: expected ``(H, W)`` bool.
+
+    Raises:
+        ValueError: wrong dtype or shape, or the two sizes differ.
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {image.dtype} {image.shape}")
+    if mask.dtype != np.bool_ or mask.shape != image.shape[:2]:
+        raise ValueError(
+            f"mask must be (H, W) bool matching the image {image.shape[:2]}, got {mask.dtype} {mask.shape}"
+        )
+
+
+class Layout(ABC):
+    """A public data set's folder layout: finds its cases, and writes phantom cases in the same files and names.
+
+    Subclasses set the class attributes and implement :meth:`find_cases`, :meth:`write_case` and
+    :meth:`phantom_case_id`; they join the registry in ``common.data.layouts`` with ``register_layout``.
+
+    Attributes:
+        name: registry name (the ``layout`` value of bundle configs and datalists).
+        description: the expected layout in a few words, for error messages.
+        label_values: raw values a mask file may hold, or None for lossy (JPEG) masks.
+        label_threshold: raw value at or above which a mask pixel is foreground.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    label_values: ClassVar[frozenset[int] | None] = frozenset({0, 255})
+    label_threshold: ClassVar[float] = 128
+
+    @abstractmethod
+    def find_cases(self, dataset_dir: str | os.PathLike) -> list[dict[str, Any]]:
+        """List the data set's cases.
+
+        Args:
+            dataset_dir: the data set's folder (each layout documents which folders it accepts).
+
+        Returns:
+            One dict per case: ``"id"`` (unique), ``"image"`` (absolute path), ``"label"`` (absolute path, or a
+            list of paths whose union is the mask), ``"official_split"`` where the data set defines one, and any
+            layout-specific keys; sorted by id.
+
+        Raises:
+            FileNotFoundError: the layout is not found in ``dataset_dir``; the message names the missing folder and
+                the expected layout.
+        """
+
+    @abstractmethod
+    def write_case(self, dataset_dir: str | os.PathLike, case_id: str, image: np.ndarray, mask: np.ndarray) -> None:
+        """Write one case in the layout's exact file formats and names (used for the phantom).
+
+        Args:
+            dataset_dir: the data set's folder, as later given to :meth:`find_cases`.
+            case_id: the case id as :meth:`find_cases` will report it (see :meth:`phantom_case_id`).
+            image: ``(H, W, 3)`` uint8 colour image.
+            mask: ``(H, W)`` bool foreground mask.
+        """
+
+    @abstractmethod
+    def phantom_case_id(self, index: int) -> str:
+        """The id of the ``index``-th phantom case, following the data set's naming convention."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
