@@ -1,0 +1,3 @@
+from .cmunext import CMUNeXt
+
+__all__ = ["CMUNeXt"]
