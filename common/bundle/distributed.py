@@ -1,0 +1,85 @@
+"""Distributed data-parallel set-up for ``multi_gpu_train.json``: NCCL on GPUs, gloo on CPUs, one code path."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from ignite.handlers import ProgressBar
+from monai.handlers import CheckpointSaver, MetricsSaver, MLFlowHandler, TensorBoardHandler
+from torch.nn.parallel import DistributedDataParallel
+
+__all__ = ["init_distributed", "local_device", "wrap_ddp", "is_main_process", "handlers_for_this_rank"]
+
+
+def init_distributed(backend: str | None = None) -> None:
+    """Join the process group that ``torchrun`` set up through its environment variables (idempotent).
+
+    Args:
+        backend: ``"nccl"``, ``"gloo"``, or None for NCCL when CUDA is available and gloo otherwise.
+
+    Raises:
+        RuntimeError: when the process was not started by ``torchrun`` (no ``RANK``/``WORLD_SIZE``).
+    """
+    if dist.is_initialized():
+        return
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise RuntimeError(
+            "multi_gpu_train.json must be started with torchrun, e.g. "
+            "`torchrun --nproc_per_node=2 -m monai.bundle run --config_file ...`"
+        )
+    dist.init_process_group(backend=backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+
+
+def local_device() -> torch.device:
+    """Return this process's device: ``cuda:<LOCAL_RANK>`` (made current) when CUDA is available, else CPU."""
+    if torch.cuda.is_available():
+        device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+        torch.cuda.set_device(device)
+        return device
+    return torch.device("cpu")
+
+
+def wrap_ddp(network: torch.nn.Module, device: torch.device | str) -> DistributedDataParallel:
+    """Move ``network`` to ``device`` and wrap it in ``DistributedDataParallel``.
+
+    Args:
+        network: the model.
+        device: this process's device (see :func:`local_device`).
+
+    Returns:
+        the wrapped model; ``device_ids`` is set only for CUDA devices, as DDP requires on CPU.
+    """
+    device = torch.device(device)
+    network = network.to(device)
+    if device.type == "cuda":
+        return DistributedDataParallel(network, device_ids=[device])
+    return DistributedDataParallel(network)
+
+
+def is_main_process() -> bool:
+    """True on rank 0, or when not running distributed: the process that logs and writes checkpoints."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+# handlers that write files or draw on the terminal: one process is enough, and several would collide
+_MAIN_PROCESS_ONLY = (CheckpointSaver, MetricsSaver, MLFlowHandler, TensorBoardHandler, ProgressBar)
+
+
+def handlers_for_this_rank(handlers: list | None) -> list | None:
+    """Drop the handlers that only the main process should run (checkpoints, TensorBoard, MLflow, progress bars).
+
+    Filtering by type rather than by list position keeps working when a config disables an entry or when
+    ``--tracking mlflow`` appends a handler. Handlers of this project that write files say so with a class
+    attribute ``main_process_only = True``.
+
+    Args:
+        handlers: the handler list of a trainer or evaluator.
+
+    Returns:
+        ``handlers`` unchanged on rank 0 (or when not distributed), else the handlers that every rank runs.
+    """
+    if handlers is None or is_main_process():
+        return handlers
+    return [h for h in handlers if not (isinstance(h, _MAIN_PROCESS_ONLY) or getattr(h, "main_process_only", False))]

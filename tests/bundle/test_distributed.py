@@ -1,0 +1,151 @@
+"""Tests of common.bundle.distributed: handler filtering by rank, torchrun checks, a real one-process gloo group."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from ignite.handlers import ProgressBar
+from monai.handlers import (
+    CheckpointSaver,
+    LrScheduleHandler,
+    MetricsSaver,
+    StatsHandler,
+    TensorBoardImageHandler,
+    TensorBoardStatsHandler,
+)
+from torch.nn.parallel import DistributedDataParallel
+
+import common.bundle.distributed as distributed
+from common.bundle import handlers_for_this_rank, init_distributed, is_main_process, local_device, wrap_ddp
+from common.handlers import TrainingProgressBar
+
+
+class FileWriter:
+    main_process_only = True
+
+
+class Harmless:
+    main_process_only = False
+
+
+@pytest.fixture
+def handlers(tmp_path: Path) -> dict:
+    net = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    made = {
+        "checkpoint": CheckpointSaver(save_dir=str(tmp_path / "ckpt"), save_dict={"net": net}),
+        "tb_stats": TensorBoardStatsHandler(log_dir=str(tmp_path / "tb")),
+        "tb_image": TensorBoardImageHandler(log_dir=str(tmp_path / "tb")),
+        "metrics": MetricsSaver(save_dir=str(tmp_path / "metrics")),
+        "progress": ProgressBar(),
+        "training_progress": TrainingProgressBar(),
+        "file_writer": FileWriter(),
+        "stats": StatsHandler(),
+        "lr": LrScheduleHandler(torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)),
+        "harmless": Harmless(),
+        "plain": object(),
+    }
+    yield made
+    made["tb_stats"]._writer.close()
+    made["tb_image"]._writer.close()
+
+
+def test_everything_kept_when_not_distributed(handlers: dict) -> None:
+    assert not dist.is_initialized()
+    assert is_main_process()
+    listed = list(handlers.values())
+    assert handlers_for_this_rank(listed) == listed
+    assert handlers_for_this_rank(None) is None
+
+
+def test_rank_zero_keeps_everything(handlers: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(distributed, "is_main_process", lambda: True)
+    listed = list(handlers.values())
+    assert handlers_for_this_rank(listed) == listed
+
+
+def test_other_ranks_drop_main_process_only_handlers(handlers: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(distributed, "is_main_process", lambda: False)
+    kept = handlers_for_this_rank(list(handlers.values()))
+    assert kept == [handlers["stats"], handlers["lr"], handlers["harmless"], handlers["plain"]]
+    assert handlers_for_this_rank(None) is None
+    assert handlers_for_this_rank([]) == []
+
+
+@pytest.mark.parametrize(("initialized", "rank", "expected"), [(False, 3, True), (True, 0, True), (True, 1, False)])
+def test_is_main_process(monkeypatch: pytest.MonkeyPatch, initialized: bool, rank: int, expected: bool) -> None:
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: initialized)
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: rank)
+    assert is_main_process() is expected
+    # the filtering follows the real rank check, not only a patched is_main_process
+    saver = ProgressBar()
+    assert handlers_for_this_rank([saver]) == ([saver] if expected else [])
+
+
+@pytest.mark.parametrize("missing", ["RANK", "WORLD_SIZE"])
+def test_init_distributed_requires_torchrun(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.delenv(missing)
+    with pytest.raises(RuntimeError, match="torchrun"):
+        init_distributed()
+    assert not dist.is_initialized()
+
+
+def test_local_device_is_cpu_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert local_device() == torch.device("cpu")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_single_process_gloo_group_trains_a_ddp_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for key, value in {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+    }.items():
+        monkeypatch.setenv(key, value)
+    assert not dist.is_initialized()
+    init_distributed()
+    try:
+        assert dist.is_initialized()
+        assert dist.get_backend() == "gloo"
+        assert dist.get_world_size() == 1 and dist.get_rank() == 0
+        init_distributed()  # idempotent: a second call does not try to join again
+        assert is_main_process()
+        handlers = [ProgressBar(), FileWriter()]
+        assert handlers_for_this_rank(handlers) == handlers
+
+        device = local_device()
+        assert device == torch.device("cpu")
+        torch.manual_seed(0)
+        network = torch.nn.Linear(3, 2)
+        expected_weight = network.weight.detach().clone()
+        model = wrap_ddp(network, device)
+        assert isinstance(model, DistributedDataParallel)
+        assert model.module is network and model.device_ids is None
+        torch.testing.assert_close(model.module.weight, expected_weight)  # rank 0 broadcasts its own weights
+
+        x = torch.randn(4, 3)
+        out = model(x)
+        assert out.shape == (4, 2)
+        out.sum().backward()
+        # d(sum(Wx + b))/dW = column sums of x for every output row; averaged over one rank it is unchanged
+        torch.testing.assert_close(network.weight.grad, x.sum(0).expand(2, 3))
+        torch.testing.assert_close(network.bias.grad, torch.full((2,), 4.0))
+    finally:
+        dist.destroy_process_group()
+    assert not dist.is_initialized()
