@@ -1,0 +1,352 @@
+"""Conformance suite: every folder under ``bundles/`` must behave like a MONAI model-zoo bundle.
+
+A bundle joins this suite by existing (``bundles/<name>/configs/metadata.json``). Each check runs on CPU on a
+private copy of the bundle, through MONAI's own command line (``python -m monai.bundle ...``) exactly as a user
+would, layering the bundle's ``configs/quick.json`` on ``train.json``. What every bundle must provide:
+
+- ``configs/{train,inference,evaluate,multi_gpu_train,quick,metadata}.json``, ``configs/logging.conf``,
+  ``docs/README.md``, ``LICENSE``;
+- top-level config ids ``bundle_root``, ``dataset_dir`` (the embedded phantom's folder by default),
+  ``datalist`` (the prepared split: ``training``/``validation``/``test`` lists of absolute file paths),
+  ``ckpt_dir``, ``output_dir``, ``network_def``, ``training`` and ``run``;
+- training writes ``models/model.pt`` (the best network's state dict) and interval checkpoints
+  ``models/checkpoint_*=<N>.pt`` holding ``trainer`` state; inference writes one output per input under
+  ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT / "common" / "bundle" / "schemas" / "meta_schema_20240725.json"
+BUNDLES = sorted(p.name for p in (ROOT / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
+REQUIRED_FILES = [
+    "configs/train.json",
+    "configs/inference.json",
+    "configs/evaluate.json",
+    "configs/multi_gpu_train.json",
+    "configs/quick.json",
+    "configs/metadata.json",
+    "configs/logging.conf",
+    "docs/README.md",
+    "LICENSE",
+]
+TIMEOUT = 900  # seconds for one bundle command on a slow CI machine
+
+
+def grouped(group: str) -> list:
+    """Parametrize over bundles; tests of one (bundle, group) pair run in one xdist worker, in order."""
+    return [pytest.param(b, marks=pytest.mark.xdist_group(f"{b}-{group}")) for b in BUNDLES]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each parallel worker keeps to one core
+        env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def copy_bundle(name: str, dest: Path) -> Path:
+    """Copy a bundle's source files (not its outputs) to ``dest/<name>`` and return that folder."""
+    src = ROOT / "bundles" / name
+    target = dest / name
+    shutil.copytree(src, target, ignore=shutil.ignore_patterns("models", "eval", "data", "runs", "__pycache__"))
+    return target
+
+
+def configs(bundle: Path, *names: str) -> str:
+    """The ``--config_file`` value that layers several configs: a Python list literal, as MONAI's CLI takes it."""
+    return repr([str(bundle / "configs" / f"{n}.json") for n in names])
+
+
+def monai_bundle(bundle: Path, *args: str, check: bool = True, timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
+    """Run ``python -m monai.bundle <args>`` from inside the bundle folder, as the model zoo does."""
+    cmd = [sys.executable, "-m", "monai.bundle", *args]
+    proc = subprocess.run(cmd, cwd=bundle, env=_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
+    return proc
+
+
+def parse(bundle: Path, *names: str) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / f"{n}.json") for n in names])
+    parser["bundle_root"] = str(bundle)
+    return parser
+
+
+def trainer_state(checkpoint: Path) -> dict:
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["trainer"]
+
+
+def last_checkpoint(bundle: Path) -> Path:
+    found = sorted((bundle / "models").glob("checkpoint_*=*.pt"), key=lambda p: int(p.stem.rsplit("=", 1)[1]))
+    assert found, f"no interval checkpoint in {bundle / 'models'}: {list((bundle / 'models').iterdir())}"
+    return found[-1]
+
+
+@pytest.fixture(scope="module")
+def trained() -> dict[str, Path]:
+    """Bundles trained once per worker with ``run training`` on train.json + quick.json (the user's form)."""
+    return {}
+
+
+def get_trained(cache: dict[str, Path], name: str, tmp_path_factory) -> Path:
+    if name not in cache:
+        bundle = copy_bundle(name, tmp_path_factory.mktemp("trained"))
+        proc = monai_bundle(bundle, "run", "training", "--config_file", configs(bundle, "train", "quick"))
+        (bundle / "train.log").write_text(proc.stdout + proc.stderr)
+        cache[name] = bundle
+    return cache[name]
+
+
+# ---------------------------------------------------------------------------------------------- static checks
+@pytest.mark.parametrize("name", BUNDLES)
+def test_bundle_files(name):
+    bundle = ROOT / "bundles" / name
+    missing = [f for f in REQUIRED_FILES if not (bundle / f).is_file()]
+    assert not missing, f"bundle {name} lacks {missing}"
+    for f in (bundle / "configs").glob("*.json"):
+        json.loads(f.read_text())  # every config is valid JSON
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_metadata_schema(name, tmp_path):
+    from monai.bundle import verify_metadata
+
+    meta_file = ROOT / "bundles" / name / "configs" / "metadata.json"
+    verify_metadata(meta_file=str(meta_file), filepath=str(SCHEMA))
+    meta = json.loads(meta_file.read_text())
+    assert meta["version"] in meta["changelog"], "the current version needs a changelog entry"
+    assert len(meta["version"].split(".")) == 3
+    from importlib.metadata import PackageNotFoundError, version
+
+    for package in meta["required_packages_version"]:
+        try:
+            version(package)
+        except PackageNotFoundError:
+            pytest.fail(f"required package {package!r} of {name} is not an installed distribution")
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_config_ids(name):
+    parser = parse(ROOT / "bundles" / name, "train")
+    for key in ("bundle_root", "dataset_dir", "datalist", "ckpt_dir", "output_dir", "network_def", "training", "run"):
+        assert key in parser, f"train.json of {name} lacks the top-level id {key!r}"
+    infer = parse(ROOT / "bundles" / name, "inference")
+    for key in ("network_def", "preprocessing", "postprocessing", "inferer", "device", "dataset_dir"):
+        assert key in infer, f"inference.json of {name} lacks {key!r} (MONAI Label reads it)"
+
+
+# ------------------------------------------------------------------------------------------- training & co.
+@pytest.mark.parametrize("name", grouped("trained"))
+def test_quick_training_user_form(name, trained, tmp_path_factory):
+    bundle = get_trained(trained, name, tmp_path_factory)
+    assert (bundle / "models" / "model.pt").is_file(), "training did not save the best model"
+    state = trainer_state(last_checkpoint(bundle))
+    assert state["iteration"] == state["max_epochs"] * state["epoch_length"], state
+    best = torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True)
+    network = parse(bundle, "train", "quick").get_parsed_content("network_def")
+    network.load_state_dict(best)  # model.pt is the network's plain state dict, as in the model zoo
+
+
+@pytest.mark.parametrize("name", grouped("trained"))
+def test_train_properties(name, trained, tmp_path_factory):
+    """MONAI's own property checks, on the trained copy (its phantom data exist by now)."""
+    from monai.bundle import ConfigWorkflow
+
+    bundle = get_trained(trained, name, tmp_path_factory)
+    workflow = ConfigWorkflow(
+        config_file=[str(bundle / "configs" / "train.json"), str(bundle / "configs" / "quick.json")],
+        workflow_type="train",
+        bundle_root=str(bundle),
+        logging_file=False,
+    )
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    infer = ConfigWorkflow(
+        config_file=str(bundle / "configs" / "inference.json"),
+        workflow_type="infer",
+        bundle_root=str(bundle),
+        logging_file=False,
+    )
+    infer.initialize()
+    assert infer.check_properties() == []
+
+
+@pytest.mark.parametrize("name", grouped("trained"))
+def test_net_in_out(name, trained, tmp_path_factory):
+    bundle = get_trained(trained, name, tmp_path_factory)
+    monai_bundle(
+        bundle,
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.json",
+    )
+
+
+@pytest.mark.parametrize("name", grouped("trained"))
+def test_inference_writes_outputs(name, trained, tmp_path_factory):
+    bundle = get_trained(trained, name, tmp_path_factory)
+    parser = parse(bundle, "inference")
+    inputs = [d["image"] for d in parser.get_parsed_content("datalist")]
+    monai_bundle(bundle, "run", "--config_file", configs(bundle, "inference"))
+    from monai.transforms import LoadImage
+
+    outputs = sorted(p for p in Path(parser.get_parsed_content("output_dir")).rglob("*") if p.is_file())
+    assert len(outputs) == len(inputs), (len(outputs), len(inputs))
+    loader = LoadImage(image_only=True)
+    for out in outputs[:3]:
+        source = next(i for i in inputs if Path(i).name.split(".")[0] in out.name)
+        image, pred = loader(source), loader(str(out))
+        spatial = image.shape[: pred.ndim] if image.ndim > pred.ndim else image.shape
+        assert tuple(pred.shape[: len(spatial)]) == tuple(spatial[: pred.ndim]), (out, pred.shape, image.shape)
+
+
+@pytest.mark.parametrize("name", grouped("trained"))
+def test_evaluate_writes_metrics(name, trained, tmp_path_factory):
+    bundle = get_trained(trained, name, tmp_path_factory)
+    monai_bundle(bundle, "run", "--config_file", configs(bundle, "train", "quick", "evaluate"))
+    parser = parse(bundle, "train", "quick", "evaluate")
+    eval_dir = Path(parser.get_parsed_content("eval_dir"))
+    csvs = list(eval_dir.glob("*.csv"))
+    assert csvs, f"evaluate wrote no metrics under {eval_dir}"
+    assert list(eval_dir.glob("*.png")), f"evaluate drew no figure under {eval_dir}"
+
+
+@pytest.mark.parametrize("name", grouped("trained"))
+def test_torchscript_export_matches_eager(name, trained, tmp_path_factory):
+    bundle = get_trained(trained, name, tmp_path_factory)
+    ts_file = bundle / "models" / "model.ts"
+    monai_bundle(
+        bundle,
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        str(ts_file),
+        "--ckpt_file",
+        "models/model.pt",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.json",
+    )
+    parser = parse(bundle, "inference")
+    net = parser.get_parsed_content("network_def")
+    net.load_state_dict(torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True))
+    net.eval()
+    scripted = torch.jit.load(str(ts_file), map_location="cpu")
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    spec = meta["network_data_format"]["inputs"]["image"]
+    x = torch.randn(1, spec["num_channels"], *spec["spatial_shape"], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+# -------------------------------------------------------------------------------- resume, DDP, bad input
+@pytest.mark.parametrize("name", grouped("resume"))
+def test_resume_after_kill(name, tmp_path):
+    """A run killed after its first checkpoint resumes from it (modern ``run`` form) and ends where it should."""
+    bundle = copy_bundle(name, tmp_path)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs(bundle, "train", "quick")]
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(cmd, cwd=bundle, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + TIMEOUT
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if list((bundle / "models").glob("checkpoint_*=*.pt")):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, (
+            "training ended before it could be interrupted:\n" + (tmp_path / "first.log").read_text()
+        )
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+        log.close()
+    killed_at = trainer_state(last_checkpoint(bundle))
+    assert killed_at["iteration"] < killed_at["max_epochs"] * killed_at["epoch_length"], "nothing left to resume"
+
+    resumed = monai_bundle(bundle, "run", "--config_file", configs(bundle, "train", "quick"))
+    output = resumed.stdout + resumed.stderr
+    assert "Resuming from" in output, output[-3000:]
+    final = torch.load(last_checkpoint(bundle), map_location="cpu", weights_only=True)
+    state = final["trainer"]
+    assert state["iteration"] == state["max_epochs"] * state["epoch_length"], state
+    if "lr_scheduler" in final:  # the schedule went on from where it stopped, not from the start
+        assert final["lr_scheduler"]["last_epoch"] == state["iteration"], final["lr_scheduler"]
+
+
+@pytest.mark.parametrize("name", grouped("ddp"))
+def test_multi_gpu_config_with_two_gloo_processes(name, tmp_path):
+    bundle = copy_bundle(name, tmp_path)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        configs(bundle, "train", "multi_gpu_train", "quick"),
+    ]
+    env = _env()
+    env.update(OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=bundle, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    assert (bundle / "models" / "model.pt").is_file()
+    state = trainer_state(last_checkpoint(bundle))
+    assert state["iteration"] == state["max_epochs"] * state["epoch_length"]
+
+
+@pytest.mark.parametrize("name", grouped("badinput"))
+def test_corrupt_input_gets_a_clear_error(name, tmp_path):
+    """A truncated image in a user's data set stops training before it starts, naming the file; nothing is written."""
+    bundle = copy_bundle(name, tmp_path)
+    parser = parse(bundle, "train", "quick")
+    datalist = parser.get_parsed_content("datalist")  # writes the phantom, the way a first run does
+    phantom = Path(parser.get_parsed_content("dataset_dir"))
+    user_data = tmp_path / "user_data"
+    shutil.copytree(phantom, user_data)
+    (user_data / "phantom.json").unlink(missing_ok=True)  # no marker: this is now a user's folder
+    victim_src = Path(datalist["training"][0]["image"])
+    victim = user_data / victim_src.relative_to(phantom)
+    victim.write_bytes(victim.read_bytes()[: max(16, victim.stat().st_size // 3)])
+    before = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in user_data.rglob("*")}
+
+    proc = monai_bundle(
+        bundle,
+        "run",
+        "training",
+        "--config_file",
+        configs(bundle, "train", "quick"),
+        "--dataset_dir",
+        str(user_data),
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, "training accepted a corrupt image"
+    assert str(victim) in output, output[-3000:]
+    assert "DataValidationError" in output or "corrupt" in output.lower() or "cannot" in output.lower()
+    after = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in user_data.rglob("*")}
+    assert after == before, "the user's data folder was modified"
