@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from glob import escape as glob_escape
 from pathlib import Path
 
+import torch
 from ignite.engine import Engine
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
@@ -139,7 +140,8 @@ class ResumeCheckpointLoader(CheckpointLoader):
     matching ``pattern`` in ``ckpt_dir`` (see :func:`latest_checkpoint`); when one exists it is loaded into
     ``load_dict`` (network, optimizer, lr scheduler, trainer state, ...) at ``Events.STARTED``, so that Ignite
     continues from the saved epoch and iteration to the configured end. With no checkpoint, or ``enabled=False``,
-    training starts afresh.
+    training starts afresh; so it does, with a warning, when the newest checkpoint's engine has another schedule
+    (``max_epochs`` or ``epoch_length``): it belongs to another run, such as the quick CPU run of the same bundle.
 
     Args:
         ckpt_dir: folder that holds the interval checkpoints written by :class:`AtomicCheckpointSaver`.
@@ -174,9 +176,30 @@ class ResumeCheckpointLoader(CheckpointLoader):
             reason = "resume disabled" if not self.enabled else f"no checkpoint in {self.ckpt_dir}"
             logger.info(f"Starting training afresh ({reason}).")
             return
+        if self.engine_key is not None:
+            mismatch = self._schedule_mismatch(latest, engine)
+            if mismatch:
+                logger.warning(
+                    f"Not resuming from {latest}: it belongs to a run with another schedule ({mismatch}); "
+                    "starting afresh (its checkpoints are replaced as this run saves its own)."
+                )
+                return
+            self.load_dict[self.engine_key] = engine
         self.load_path = str(latest)
         self.resumed_from = latest
-        if self.engine_key is not None:
-            self.load_dict[self.engine_key] = engine
         logger.info(f"Resuming from {latest} (pass --resume false to start afresh).")
         super().attach(engine)
+
+    def _schedule_mismatch(self, checkpoint: Path, engine: Engine) -> str:
+        """Describe how the saved engine's schedule differs from ``engine``'s ("" when it does not).
+
+        A checkpoint of another run in the same folder (e.g. the CPU quick run before the full recipe) must not be
+        resumed: its LR schedule and epoch count belong to that run.
+        """
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get(self.engine_key, {})
+        differences = []
+        for key in ("max_epochs", "epoch_length"):
+            current = getattr(engine.state, key, None)
+            if current is not None and saved.get(key) is not None and saved[key] != current:
+                differences.append(f"{key} {saved[key]} there, {current} here")
+        return ", ".join(differences)

@@ -411,3 +411,21 @@ def test_disabled_resume_ignores_the_checkpoint(tmp_path: Path, caplog: pytest.L
     torch.testing.assert_close(second.at_start["network"], initial)
     assert not torch.equal(second.at_start["network"]["weight"], trained["weight"])
     assert second.trainer.state.iteration == 2 * EPOCH_LENGTH
+
+
+def test_a_checkpoint_of_another_schedule_is_not_resumed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The quick CPU run and the full recipe share a bundle's models/ folder: the full run must not resume the
+    quick run's 3-epoch schedule (its LR scheduler state would end the new run's schedule early)."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    quick = Run(tmp_path, seed=0, max_epochs=3)
+    quick.trainer.run()
+    assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint_epoch=3.pt"
+
+    full = Run(tmp_path, seed=1, max_epochs=4, resume={})
+    full.trainer.run()
+    assert full.resume.resumed_from is None
+    assert "another schedule (max_epochs 3 there, 4 here)" in caplog.text
+    assert (full.at_start["epoch"], full.at_start["iteration"]) == (0, 0)
+    assert (full.trainer.state.epoch, full.trainer.state.iteration) == (4, 4 * EPOCH_LENGTH)
+    # the quick run's checkpoint went once the full run saved its own
+    assert sorted(p.name for p in tmp_path.glob("checkpoint_*.pt")) == ["checkpoint_epoch=4.pt"]
