@@ -10,17 +10,25 @@ from __future__ import annotations
 from common.data.checks import DataValidationError, check_cases
 from common.data.datalist import load_datalist, save_datalist, split_cases
 from common.data.layouts import LAYOUTS, get_layout
-from common.data.phantoms import LesionPhantom2D
+from common.data.phantoms import AirwayPhantom3D, LesionPhantom2D, OrganPhantom3D
 from common.data.prepare import prepare_datalist
+from common.data.readers import H5Reader
+from common.data.semi_supervised import LABELED_BATCH_SIZE_KEY, LabeledUnlabeledLoader, unlabeled_cases
 
 __all__ = [
+    "LABELED_BATCH_SIZE_KEY",
     "LAYOUTS",
+    "AirwayPhantom3D",
     "DataValidationError",
+    "H5Reader",
+    "LabeledUnlabeledLoader",
     "LesionPhantom2D",
+    "OrganPhantom3D",
     "check_cases",
     "get_layout",
     "load_datalist",
     "prepare_datalist",
     "save_datalist",
     "split_cases",
+    "unlabeled_cases",
 ]

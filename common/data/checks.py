@@ -54,8 +54,8 @@ def _describe_values(values: np.ndarray) -> str:
     return listed + more
 
 
-def _read(path: str, problems: list[str]) -> np.ndarray | None:
-    """Read ``path`` fully; on failure append its problem line and return None."""
+def _read(path: str, problems: list[str], h5_dataset: str = "image") -> np.ndarray | None:
+    """Read ``path`` fully (``h5_dataset`` of an HDF5 file); on failure append its problem line and return None."""
     if not os.path.exists(path):
         problems.append(f"{path}: missing file")
         return None
@@ -66,7 +66,7 @@ def _read(path: str, problems: list[str]) -> np.ndarray | None:
         problems.append(f"{path}: empty file (0 bytes)")
         return None
     try:
-        return read_array(path)
+        return read_array(path, h5_dataset=h5_dataset)
     except (OSError, ValueError) as error:
         problems.append(f"{path}: unreadable or corrupt image ({error})")
         return None
@@ -103,8 +103,10 @@ def check_cases(
 
     Checks, per case: each file exists, is not empty and decodes completely (a truncated JPEG or PNG is caught);
     floating-point images and labels (32-bit TIFF, NIfTI) hold no NaN or inf; each label file has the image's
-    spatial size (``(H, W)`` for 2D files, ``(X, Y, Z)`` for NIfTI); label values lie in ``label_values``. A label
-    may be a list of files (e.g. BUSI's extra masks): each file is checked. Files are only read, never modified.
+    spatial size (``(H, W)`` for 2D files, ``(X, Y, Z)`` for NIfTI and HDF5); label values lie in ``label_values``. A
+    label may be a list of files (e.g. BUSI's extra masks): each file is checked. An HDF5 file (LA layout) may be both
+    the image and the label of a case: its ``"image"`` dataset is read as the image, its ``"label"`` dataset as the
+    label. Files are only read, never modified.
 
     Args:
         cases: datalist entries with an ``"image"`` path and, for labeled cases, a ``"label"`` path or list of
@@ -168,7 +170,7 @@ def _check_labels(
         return None
     foreground: bool | None = False
     for label_path in label_paths:
-        array = _read(label_path, problems)
+        array = _read(label_path, problems, h5_dataset="label")
         if array is None:
             foreground = None
             continue

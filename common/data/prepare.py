@@ -47,7 +47,8 @@ class PhantomGenerator(Protocol):
         ...
 
     def generate(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(image (H, W, 3) uint8, mask (H, W) bool)`` of case ``index``."""
+        """``(image (H, W, 3) uint8, mask (H, W) bool)`` of case ``index`` (3D phantoms: ``(X, Y, Z)`` float32
+        and bool)."""
         ...
 
 
@@ -91,9 +92,19 @@ def _generate(dataset_dir: Path, phantom: PhantomGenerator, layout: Layout) -> N
     staging.mkdir()
     start = time.perf_counter()
     try:
-        for index in range(phantom.num_cases):
+        case_ids = [layout.phantom_case_id(index) for index in range(phantom.num_cases)]
+        report_every = max(10, phantom.num_cases // 10)  # large (3D) phantoms take a while: show progress
+        for index, case_id in enumerate(case_ids):
             image, mask = phantom.generate(index)
-            layout.write_case(staging, layout.phantom_case_id(index), image, mask)
+            layout.write_case(staging, case_id, image, mask)
+            if (index + 1) % report_every == 0 and index + 1 < phantom.num_cases:
+                logger.info(
+                    "phantom: %d of %d cases written (%.0f s)",
+                    index + 1,
+                    phantom.num_cases,
+                    time.perf_counter() - start,
+                )
+        layout.write_phantom_splits(staging, case_ids)
         (staging / MARKER_FILE).write_text(json.dumps(_marker_content(phantom, layout), indent=2) + "\n")
         try:
             os.rename(staging, dataset_dir)  # atomic; replaces dataset_dir only if it is an empty folder

@@ -1,16 +1,47 @@
-"""Ignite handlers: checkpoints that survive a killed run, progress, figures."""
+"""Ignite handlers: atomic checkpoints and resumption, progress, figures, mean teacher, ramp-ups, distances in mm,
+the dynamic mask ratio, airway figures."""
 
 from __future__ import annotations
 
-from .checkpoint import AtomicCheckpointSaver, ResumeCheckpointLoader, latest_checkpoint
-from .figures import OverlayFigureSaver, draw_overlay
+from .airway_figure import AirwayFigureSaver, draw_airway_projection
+from .checkpoint import AtomicCheckpointSaver, GradScalerStates, ResumeCheckpointLoader, latest_checkpoint
+from .curves import TrainingCurvesSaver, scalar_outputs
+from .dataset_iou import DatasetMeanIoU, DatasetMeanIoUMetric
+from .distances import HausdorffDistanceMM, SurfaceDistanceMM, voxel_spacing
+from .ema import EMAMomentumScheduler, EMATeacher, mean_teacher_alpha
+from .figures import CaseFigureSaver, OverlayFigureSaver, draw_overlay
+from .mask_ratio import DynamicMaskRatio, dynamic_mask_ratio
 from .progress import TrainingProgressBar
+from .ramps import RAMPS, RampScheduler, cosine_rampdown, cosine_rampup, linear_rampup, sigmoid_rampup
 
 __all__ = [
     "AtomicCheckpointSaver",
+    "GradScalerStates",
     "ResumeCheckpointLoader",
     "latest_checkpoint",
+    "CaseFigureSaver",
     "OverlayFigureSaver",
     "draw_overlay",
     "TrainingProgressBar",
+    "EMAMomentumScheduler",
+    "EMATeacher",
+    "mean_teacher_alpha",
+    "RAMPS",
+    "RampScheduler",
+    "cosine_rampdown",
+    "cosine_rampup",
+    "linear_rampup",
+    "sigmoid_rampup",
+    "HausdorffDistanceMM",
+    "SurfaceDistanceMM",
+    "voxel_spacing",
+    "AirwayFigureSaver",
+    "draw_airway_projection",
+    "DynamicMaskRatio",
+    "dynamic_mask_ratio",
 ]
+__all__ += ["DatasetMeanIoU", "DatasetMeanIoUMetric"]
+__all__ += ["TrainingCurvesSaver", "scalar_outputs"]
+from .temperature import DyBACTemperature, dybac_temperature  # noqa: E402  (ASE-Net)
+
+__all__ += ["DyBACTemperature", "dybac_temperature"]

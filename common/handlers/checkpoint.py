@@ -13,9 +13,27 @@ from ignite.engine import Engine
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-__all__ = ["AtomicCheckpointSaver", "ResumeCheckpointLoader", "latest_checkpoint"]
+__all__ = ["AtomicCheckpointSaver", "GradScalerStates", "ResumeCheckpointLoader", "latest_checkpoint"]
+
+SCALERS_KEY = "amp_scalers"
+"""Checkpoint key of the engine's gradient scalers (saved and restored with ``engine_key``)."""
 
 _STEP = re.compile(r"=(\d+)\.pt$")
+
+
+def _flag(value: bool | str, name: str) -> bool:
+    """A boolean from a config or the command line, where ``--resume false`` arrives as the string ``"false"``."""
+    if isinstance(value, str):
+        words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if value.strip().lower() not in words:
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+        return words[value.strip().lower()]
+    return bool(value)
+
+
+def _load_lazily(checkpoint: Path) -> dict:
+    """A checkpoint's content, memory-mapped: only what is read of it is loaded."""
+    return torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
 
 
 class _AtomicDiskSaver(DiskSaver):
@@ -42,6 +60,42 @@ class _AtomicDiskSaver(DiskSaver):
         self._pending_removal.append(self.filename or filename)
 
 
+class GradScalerStates:
+    """The AMP gradient scalers of an engine, as one checkpointable object.
+
+    MONAI's trainers create their ``GradScaler`` in ``run()`` (and :class:`common.engines.MultiDiscriminatorTrainer`
+    one per discriminator, in ``d_scalers``), after the handlers are attached, so the scalers are looked up on the
+    engine each time a checkpoint is written or read. Without them a resumed AMP run would restart the loss scale at
+    its initial value and skip steps until it has found it again.
+
+    Args:
+        engine: the trainer.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def scalers(self) -> dict[str, torch.amp.GradScaler]:
+        """The engine's enabled scalers by attribute name (``"scaler"``, ``"d_scalers.moni"``, ...)."""
+        found = {}
+        for name, value in vars(self.engine).items():
+            items = value.items() if isinstance(value, Mapping) else [(None, value)]
+            for key, item in items:
+                if isinstance(item, torch.amp.GradScaler) and item.is_enabled():
+                    found[name if key is None else f"{name}.{key}"] = item
+        return found
+
+    def state_dict(self) -> dict:
+        return {name: scaler.state_dict() for name, scaler in self.scalers().items()}
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Restore the scalers saved under the same names; others keep their initial state (e.g. AMP newly on)."""
+        scalers = self.scalers()
+        for name, state in state_dict.items():
+            if name in scalers and state:
+                scalers[name].load_state_dict(state)
+
+
 class AtomicCheckpointSaver(CheckpointSaver):
     """MONAI's ``CheckpointSaver`` whose files are written atomically.
 
@@ -55,7 +109,8 @@ class AtomicCheckpointSaver(CheckpointSaver):
         save_dict: objects to save (each with ``state_dict``).
         engine_key: when given, the engine this handler is attached to is saved too, under this key. A config
             cannot list the trainer in the ``save_dict`` of one of the trainer's own handlers (that is a circular
-            reference), so the trainer state needed for resumption is added here at ``attach`` time.
+            reference), so the trainer state needed for resumption is added here at ``attach`` time, with the
+            trainer's AMP gradient scalers under ``"amp_scalers"`` (:class:`GradScalerStates`; empty without AMP).
         kwargs: other arguments of :class:`monai.handlers.CheckpointSaver`.
     """
 
@@ -76,6 +131,7 @@ class AtomicCheckpointSaver(CheckpointSaver):
         if self.engine_key is not None:
             # ignite's Checkpoint objects hold this very dict, so the engine is saved from now on
             self.save_dict[self.engine_key] = engine
+            self.save_dict[SCALERS_KEY] = GradScalerStates(engine)
         super().attach(engine)
 
     def interval_completed(self, engine: Engine) -> None:
@@ -146,8 +202,8 @@ class ResumeCheckpointLoader(CheckpointLoader):
     Args:
         ckpt_dir: folder that holds the interval checkpoints written by :class:`AtomicCheckpointSaver`.
         load_dict: objects to restore, keyed as they were saved.
-        engine_key: when given, the engine this handler is attached to is restored too, from this key (see
-            :class:`AtomicCheckpointSaver`).
+        engine_key: when given, the engine this handler is attached to is restored too, from this key, and so are
+            its AMP gradient scalers when the checkpoint has them (see :class:`AtomicCheckpointSaver`).
         pattern: glob pattern of the candidate files.
         enabled: set False to ignore existing checkpoints (``--resume false``).
         kwargs: other arguments of :class:`monai.handlers.CheckpointLoader` (``map_location``, ``strict``, ...).
@@ -159,14 +215,14 @@ class ResumeCheckpointLoader(CheckpointLoader):
         load_dict: dict,
         engine_key: str | None = None,
         pattern: str = "checkpoint_*.pt",
-        enabled: bool = True,
+        enabled: bool | str = True,
         **kwargs,
     ) -> None:
         super().__init__(load_path=str(Path(ckpt_dir) / pattern), load_dict=load_dict, **kwargs)
         self.ckpt_dir = ckpt_dir
         self.engine_key = engine_key
         self.pattern = pattern
-        self.enabled = enabled
+        self.enabled = _flag(enabled, "enabled (--resume)")
         self.resumed_from: Path | None = None
 
     def attach(self, engine: Engine) -> None:
@@ -185,10 +241,16 @@ class ResumeCheckpointLoader(CheckpointLoader):
                 )
                 return
             self.load_dict[self.engine_key] = engine
+            if SCALERS_KEY in self._saved_keys(latest):
+                self.load_dict[SCALERS_KEY] = GradScalerStates(engine)
         self.load_path = str(latest)
         self.resumed_from = latest
         logger.info(f"Resuming from {latest} (pass --resume false to start afresh).")
         super().attach(engine)
+
+    @staticmethod
+    def _saved_keys(checkpoint: Path) -> set[str]:
+        return set(_load_lazily(checkpoint))
 
     def _schedule_mismatch(self, checkpoint: Path, engine: Engine) -> str:
         """Describe how the saved engine's schedule differs from ``engine``'s ("" when it does not).
@@ -196,7 +258,7 @@ class ResumeCheckpointLoader(CheckpointLoader):
         A checkpoint of another run in the same folder (e.g. the CPU quick run before the full recipe) must not be
         resumed: its LR schedule and epoch count belong to that run.
         """
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True).get(self.engine_key, {})
+        saved = _load_lazily(checkpoint).get(self.engine_key, {})
         differences = []
         for key in ("max_epochs", "epoch_length"):
             current = getattr(engine.state, key, None)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-__all__ = ["OverlayFigureSaver", "draw_overlay"]
+__all__ = ["CaseFigureSaver", "OverlayFigureSaver", "draw_overlay"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +94,75 @@ def draw_overlay(
     return path
 
 
-class OverlayFigureSaver:
+class CaseFigureSaver:
+    """Evaluator handler base: save one PNG for each of the first ``max_cases`` cases of a run.
+
+    Reads the decollated evaluator output (a list of dicts); the file is ``<prefix>_<case>.png``, ``<case>`` being the
+    input file's name without extensions (from the metadata of ``image_key``, else of ``pred_key``). Subclasses draw.
+
+    Args:
+        output_dir: folder of the figures.
+        max_cases: number of cases drawn.
+        image_key: key whose metadata names the case.
+        pred_key: key of the prediction.
+        label_key: key of the truth.
+        name_with_folder: prefix the case name with the input's folder name (``<prefix>_<folder>_<file>.png``), for
+            layouts with one folder per case whose files share a name (the LA benchmark's ``<case>/mri_norm2.h5``).
+    """
+
+    main_process_only = True
+    prefix = "case"
+
+    def __init__(
+        self,
+        output_dir: str,
+        max_cases: int = 6,
+        image_key: str = "image",
+        pred_key: str = "pred",
+        label_key: str = "label",
+        name_with_folder: bool = False,
+    ) -> None:
+        if max_cases < 0:
+            raise ValueError(f"max_cases must be >= 0, got {max_cases}.")
+        self.output_dir = Path(output_dir)
+        self.max_cases = max_cases
+        self.image_key, self.pred_key, self.label_key = image_key, pred_key, label_key
+        self.name_with_folder = name_with_folder
+        self.written: list[Path] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, lambda _: self.written.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def case_name(self, item: dict) -> str:
+        """The case's name from the metadata of its image (or prediction)."""
+        meta = getattr(item.get(self.image_key), "meta", None) or getattr(item[self.pred_key], "meta", {})
+        source = Path(str(meta.get("filename_or_obj", f"case{len(self.written)}")))
+        name = source.name.split(".")[0]
+        return f"{source.parent.name}_{name}" if self.name_with_folder and source.parent.name else name
+
+    def draw(self, item: dict, path: Path, name: str) -> None:
+        """Draw ``item`` (one decollated output) into the PNG ``path``."""
+        raise NotImplementedError
+
+    def __call__(self, engine: Engine) -> None:
+        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
+        for item in outputs:
+            if len(self.written) >= self.max_cases:
+                return
+            name = self.case_name(item)
+            path = self.output_dir / f"{self.prefix}_{name}.png"
+            self.draw(item, path, name)
+            self.written.append(path)
+        if len(self.written) == self.max_cases:
+            logger.info(f"wrote {len(self.written)} {self.prefix} figures to {self.output_dir}")
+
+
+class OverlayFigureSaver(CaseFigureSaver):
     """Evaluator handler: save overlay PNGs (truth and prediction contours) of the first ``max_cases`` cases.
 
     Reads the decollated evaluator output (a list of dicts with ``image``, ``pred`` and optionally ``label``,
-    already inverted to the original image grid by the postprocessing). Files are named after the input file.
+    already inverted to the original image grid by the postprocessing). Files are ``overlay_<case>.png``.
 
     Args:
         output_dir: folder for ``overlay_<case>.png``.
@@ -107,9 +171,10 @@ class OverlayFigureSaver:
         pred_key: key of the prediction.
         label_key: key of the truth (skipped when absent).
         pil_order: see :func:`draw_overlay`.
+        name_with_folder: see :class:`CaseFigureSaver`.
     """
 
-    main_process_only = True
+    prefix = "overlay"
 
     def __init__(
         self,
@@ -119,30 +184,11 @@ class OverlayFigureSaver:
         pred_key: str = "pred",
         label_key: str = "label",
         pil_order: bool = True,
+        name_with_folder: bool = False,
     ) -> None:
-        if max_cases < 0:
-            raise ValueError(f"max_cases must be >= 0, got {max_cases}.")
-        self.output_dir = Path(output_dir)
-        self.max_cases = max_cases
-        self.image_key, self.pred_key, self.label_key = image_key, pred_key, label_key
+        super().__init__(output_dir, max_cases, image_key, pred_key, label_key, name_with_folder)
         self.pil_order = pil_order
-        self.written: list[Path] = []
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, lambda _: self.written.clear())
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        outputs = engine.state.output if isinstance(engine.state.output, list) else [engine.state.output]
-        for item in outputs:
-            if len(self.written) >= self.max_cases:
-                return
-            image = item[self.image_key]
-            meta = getattr(image, "meta", {})
-            name = Path(str(meta.get("filename_or_obj", f"case{len(self.written)}"))).name.split(".")[0]
-            path = self.output_dir / f"overlay_{name}.png"
-            label, pred = item.get(self.label_key), item[self.pred_key]
-            draw_overlay(image, label, pred, path, title=name, pil_order=self.pil_order)
-            self.written.append(path)
-        if len(self.written) == self.max_cases:
-            logger.info(f"wrote {len(self.written)} overlay figures to {self.output_dir}")
+    def draw(self, item: dict, path: Path, name: str) -> None:
+        label, pred = item.get(self.label_key), item[self.pred_key]
+        draw_overlay(item[self.image_key], label, pred, path, title=name, pil_order=self.pil_order)

@@ -1,3 +1,14 @@
+from .asenet import DyBACUNet, DyBACVNet
+from .asenet_discriminator import ASENetDiscriminator
 from .cmunext import CMUNeXt
+from .deeplabv3plus import ASPP, DeepLabV3Plus, load_encoder_weights
+from .dmgsa import DMGSANet, DMGSATrainingModel, GMGSBlock, dmgsa_architecture
+from .dual_task_vnet import DualTaskVNet
+from .dybac import DyBAC, DynamicDepthwiseConv, KernelAttention, SpatialGate, set_dybac_temperature
+from .probability_ensemble import ProbabilityEnsemble
 
-__all__ = ["CMUNeXt"]
+__all__ = ["CMUNeXt", "DMGSANet", "DMGSATrainingModel", "GMGSBlock", "dmgsa_architecture", "DualTaskVNet"]
+__all__ += ["ASPP", "DeepLabV3Plus", "ProbabilityEnsemble", "load_encoder_weights"]
+
+__all__ += ["ASENetDiscriminator", "DyBAC", "DyBACUNet", "DyBACVNet", "DynamicDepthwiseConv", "KernelAttention"]
+__all__ += ["SpatialGate", "set_dybac_temperature"]

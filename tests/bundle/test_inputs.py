@@ -58,3 +58,47 @@ def test_no_matching_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no file matching") as raised:
         find_inputs(str(tmp_path), ["*.png", "*.jpg"])
     assert "*.png" in str(raised.value) and "--input_patterns" in str(raised.value)
+
+
+def test_recursive_search_for_one_folder_per_case(tmp_path: Path) -> None:
+    touch(tmp_path / "caseB", "mri_norm2.h5")
+    touch(tmp_path / "caseA", "mri_norm2.h5", "lgemri.nrrd")
+    assert find_inputs(str(tmp_path), "*.h5", recursive=True) == expected(
+        tmp_path, "caseA/mri_norm2.h5", "caseB/mri_norm2.h5"
+    )
+    with pytest.raises(FileNotFoundError, match="no file matching"):
+        find_inputs(str(tmp_path), "*.h5")  # not recursive: the top folder has none
+
+
+def test_inference_datalist_from_a_folder_or_the_training_datalist(tmp_path: Path) -> None:
+    from common.bundle import inference_datalist
+    from common.data import save_datalist
+
+    touch(tmp_path / "data" / "c1", "mri_norm2.h5")
+    touch(tmp_path / "data" / "c2", "mri_norm2.h5")
+    found = inference_datalist(str(tmp_path / "data"), ["*.h5"], recursive=True)
+    assert found == [{"image": p} for p in expected(tmp_path / "data", "c1/mri_norm2.h5", "c2/mri_norm2.h5")]
+    datalist = {
+        "dataset_dir": str(tmp_path / "data"),
+        "training": [{"id": "c1", "image": "c1/mri_norm2.h5", "label": "c1/mri_norm2.h5"}],
+        "test": [{"id": "c2", "image": "c2/mri_norm2.h5", "label": "c2/mri_norm2.h5"}],
+    }
+    save_datalist(datalist, tmp_path / "datalist.json")
+    from_datalist = inference_datalist("", datalist_file=str(tmp_path / "datalist.json"))
+    assert from_datalist == [{"image": str(tmp_path / "data" / "c2" / "mri_norm2.h5")}]
+    with pytest.raises(FileNotFoundError, match="train first"):
+        inference_datalist("", datalist_file=str(tmp_path / "absent.json"))
+    with pytest.raises(FileNotFoundError, match="has no 'validation' case"):
+        inference_datalist(None, datalist_file=str(tmp_path / "datalist.json"), split="validation")
+
+
+def test_inference_output_root(tmp_path: Path) -> None:
+    from common.bundle import inference_output_root
+    from common.data import save_datalist
+
+    assert inference_output_root(str(tmp_path / "in")) == str((tmp_path / "in").resolve())
+    save_datalist({"dataset_dir": str(tmp_path / "LA"), "training": []}, tmp_path / "datalist.json")
+    assert inference_output_root("", str(tmp_path / "datalist.json")) == str(tmp_path / "LA")
+    assert inference_output_root(None, str(tmp_path / "absent.json")) == ""  # never fails: MONAI Label builds it bare
+    (tmp_path / "broken.json").write_text("{")
+    assert inference_output_root("", str(tmp_path / "broken.json")) == ""

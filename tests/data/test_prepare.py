@@ -174,3 +174,25 @@ def test_input_checks_run_on_user_data(tmp_path: Path) -> None:
     assert not (tmp_path / "list.json").exists()
     prepare_datalist(dataset_dir, "kvasir_seg", tmp_path / "list.json", check=False)
     assert (tmp_path / "list.json").is_file()
+
+
+def test_3d_phantom_in_the_la_layout_is_split_like_the_benchmark(tmp_path: Path) -> None:
+    """The LA layout writes train.list / test.list for its phantom: 80 / 20 as the benchmark's lists."""
+    from common.data import OrganPhantom3D
+
+    phantom = OrganPhantom3D(num_cases=10, seed=0, size_range=((32, 36), (32, 36), (24, 28)))
+    dataset_dir = tmp_path / "la"
+    datalist = prepare_datalist(
+        dataset_dir,
+        "la_heart",
+        tmp_path / "datalist.json",
+        phantom=phantom,
+        generate_phantom=True,
+        labeled=2,
+        val_fraction=0.125,
+        seed=1337,
+    )
+    assert (dataset_dir / "train.list").read_text().split() == [f"phantom_{i:04d}" for i in range(8)]
+    assert [case["id"] for case in datalist["test"]] == ["phantom_0008", "phantom_0009"]
+    assert (len(datalist["training"]), len(datalist["unlabeled"]), len(datalist["validation"])) == (2, 5, 1)
+    assert all(Path(case["image"]).name == "mri_norm2.h5" for key in ("training", "test") for case in datalist[key])

@@ -138,7 +138,8 @@ def test_engine_key_saves_the_engine_state(tmp_path: Path) -> None:
     assert save_dict["trainer"] is engine
     engine.run(range(EPOCH_LENGTH), max_epochs=2)
     checkpoint = load(tmp_path / "checkpoint_epoch=2.pt")
-    assert set(checkpoint) == {"network", "trainer"}
+    assert set(checkpoint) == {"network", "trainer", "amp_scalers"}
+    assert checkpoint["amp_scalers"] == {}  # no AMP, no scaler
     assert dict(checkpoint["trainer"]) == {"epoch_length": EPOCH_LENGTH, "iteration": 2 * EPOCH_LENGTH, "max_epochs": 2}
 
 
@@ -429,3 +430,74 @@ def test_a_checkpoint_of_another_schedule_is_not_resumed(tmp_path: Path, caplog:
     assert (full.trainer.state.epoch, full.trainer.state.iteration) == (4, 4 * EPOCH_LENGTH)
     # the quick run's checkpoint went once the full run saved its own
     assert sorted(p.name for p in tmp_path.glob("checkpoint_*.pt")) == ["checkpoint_epoch=4.pt"]
+
+
+# --- AMP gradient scalers ---------------------------------------------------------------------------------------------
+
+
+def scaled_engine() -> Engine:
+    """An engine with a CPU gradient scaler created in ``run()`` (as MONAI's trainers do) and one per discriminator."""
+    engine = counting_engine(zero_linear())
+
+    def create_scalers(_: Engine) -> None:
+        engine.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+        engine.d_scalers = {"moni": torch.amp.GradScaler("cpu", init_scale=2.0**16)}
+        engine.plain = torch.amp.GradScaler("cpu", enabled=False)
+
+    engine.add_event_handler(Events.STARTED, create_scalers)
+    return engine
+
+
+def test_scalers_are_saved_and_restored_on_resume(tmp_path: Path) -> None:
+    engine = scaled_engine()
+
+    def rescale(e: Engine) -> None:  # as a step of a real scaler would move the scale
+        for scaler, value in ((e.scaler, float(e.state.iteration)), (e.d_scalers["moni"], 0.5)):
+            scaler.scale(torch.ones(()))
+            scaler.update(new_scale=value)
+
+    engine.add_event_handler(Events.ITERATION_COMPLETED, rescale)
+    saver = AtomicCheckpointSaver(str(tmp_path), {"network": zero_linear()}, engine_key="trainer", save_interval=1)
+    saver.attach(engine)
+    engine.run(range(EPOCH_LENGTH), max_epochs=1)
+    saved = load(tmp_path / "checkpoint_epoch=1.pt")["amp_scalers"]
+    assert set(saved) == {"scaler", "d_scalers.moni"}  # the disabled scaler has no state
+    assert saved["scaler"]["scale"] == float(EPOCH_LENGTH) and saved["d_scalers.moni"]["scale"] == 0.5
+
+    resumed = scaled_engine()
+    scales: dict = {}
+    ResumeCheckpointLoader(str(tmp_path), {"network": zero_linear()}, engine_key="trainer").attach(resumed)
+    resumed.add_event_handler(
+        Events.STARTED, lambda e: scales.update(g=e.scaler.get_scale(), d=e.d_scalers["moni"].get_scale())
+    )
+    resumed.run(range(EPOCH_LENGTH), max_epochs=2)
+    assert scales == {"g": float(EPOCH_LENGTH), "d": 0.5}
+
+
+def test_a_checkpoint_without_scalers_still_resumes(tmp_path: Path) -> None:
+    net = zero_linear()
+    engine = counting_engine(net)
+    AtomicCheckpointSaver(str(tmp_path), {"network": net}, engine_key="trainer", save_interval=1).attach(engine)
+    engine.run(range(EPOCH_LENGTH), max_epochs=1)
+    path = tmp_path / "checkpoint_epoch=1.pt"
+    checkpoint = load(path)
+    del checkpoint["amp_scalers"]  # as written before the scalers were saved
+    torch.save(checkpoint, path)
+    resumed = scaled_engine()
+    ResumeCheckpointLoader(str(tmp_path), {"network": zero_linear()}, engine_key="trainer").attach(resumed)
+    resumed.run(range(EPOCH_LENGTH), max_epochs=2)
+    assert resumed.state.epoch == 2 and resumed.scaler.get_scale() == 2.0**16
+
+
+@pytest.mark.parametrize("flag, resumes", [("false", False), ("False", False), ("0", False), ("true", True), (1, True)])
+def test_resume_flag_from_the_command_line(tmp_path: Path, flag, resumes: bool) -> None:
+    """``--resume false`` reaches the config as the string "false" (fire only reads ``False`` as a boolean)."""
+    net = zero_linear()
+    engine = counting_engine(net)
+    AtomicCheckpointSaver(str(tmp_path), {"network": net}, engine_key="trainer", save_interval=1).attach(engine)
+    engine.run(range(EPOCH_LENGTH), max_epochs=1)
+    loader = ResumeCheckpointLoader(str(tmp_path), {"network": zero_linear()}, engine_key="trainer", enabled=flag)
+    loader.attach(counting_engine(zero_linear()))
+    assert (loader.resumed_from is not None) is resumes
+    with pytest.raises(ValueError, match="must be true or false, got 'maybe'"):
+        ResumeCheckpointLoader(str(tmp_path), {"network": zero_linear()}, enabled="maybe")

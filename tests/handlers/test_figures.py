@@ -17,7 +17,7 @@ from ignite.engine import Engine
 from monai.data import MetaTensor
 from PIL import Image
 
-from common.handlers import OverlayFigureSaver, draw_overlay
+from common.handlers import CaseFigureSaver, OverlayFigureSaver, draw_overlay
 
 # PIL order (MONAI's PILReader): arrays are (W, H); a 30 pixel wide, 20 pixel high image
 WIDTH, HEIGHT = 30, 20
@@ -204,3 +204,35 @@ def test_overlay_saver_zero_and_negative_cases(tmp_path: Path) -> None:
     assert saver.written == [] and not (tmp_path / "none").exists()
     with pytest.raises(ValueError, match="max_cases"):
         OverlayFigureSaver(str(tmp_path), max_cases=-1)
+
+
+def test_overlay_saver_names_cases_by_folder_when_files_share_a_name(tmp_path: Path) -> None:
+    """The LA layout has one folder per case and the same file name in each: the folder tells the cases apart."""
+    evaluator = Engine(lambda engine, batch: batch)
+    saver = OverlayFigureSaver(str(tmp_path), max_cases=6, name_with_folder=True)
+    saver.attach(evaluator)
+    evaluator.run([[case("/LA/2018LA_Seg_Training Set/0RZDK210/mri_norm2.h5"), case("/LA/set/1D7CUD19/mri_norm2.h5")]])
+    assert [p.name for p in saver.written] == ["overlay_0RZDK210_mri_norm2.png", "overlay_1D7CUD19_mri_norm2.png"]
+    assert len(list(tmp_path.glob("*.png"))) == 2
+
+
+def test_case_figure_saver_base_names_cases_and_delegates_drawing(tmp_path: Path) -> None:
+    """A subclass only draws; naming (from the image, else the prediction's metadata) and counting are the base's."""
+
+    class Recorder(CaseFigureSaver):
+        prefix = "rec"
+
+        def draw(self, item: dict, path: Path, name: str) -> None:
+            self.drawn.append((name, float(item["pred"].sum())))
+
+    saver = Recorder(str(tmp_path), max_cases=2)
+    saver.drawn = []
+    evaluator = Engine(lambda engine, batch: batch)
+    saver.attach(evaluator)
+    pred = MetaTensor(torch.ones(1, 4, 4), meta={"filename_or_obj": "/d/from_pred.nii.gz"})
+    evaluator.run([[{"pred": pred}, case("/d/from_image.png"), case("/d/third.png")]])
+    assert [n for n, _ in saver.drawn] == ["from_pred", "from_image"]
+    assert saver.drawn[0][1] == 16.0
+    assert [p.name for p in saver.written] == ["rec_from_pred.png", "rec_from_image.png"]
+    with pytest.raises(NotImplementedError):
+        CaseFigureSaver(str(tmp_path)).draw({}, tmp_path / "x.png", "x")

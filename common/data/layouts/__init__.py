@@ -9,18 +9,24 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from common.data.layouts.atm22 import ATM22Layout
 from common.data.layouts.base import Layout
 from common.data.layouts.busi import BUSILayout
 from common.data.layouts.isic import ISIC2016Layout, ISIC2018Layout
 from common.data.layouts.kvasir import KvasirSegLayout
+from common.data.layouts.la_heart import LAHeartLayout
+from common.data.layouts.nifti import NiftiLayout
 
 __all__ = [
     "LAYOUTS",
+    "ATM22Layout",
     "BUSILayout",
     "ISIC2016Layout",
     "ISIC2018Layout",
     "KvasirSegLayout",
+    "LAHeartLayout",
     "Layout",
+    "NiftiLayout",
     "get_layout",
     "register_layout",
 ]
@@ -77,3 +83,11 @@ def get_layout(name: str | Layout, **options: Any) -> Layout:
 
 for _layout_class in (KvasirSegLayout, ISIC2018Layout, ISIC2016Layout, BUSILayout):
     register_layout(_layout_class)
+for _layout_class in (LAHeartLayout, NiftiLayout):
+    register_layout(_layout_class)
+register_layout(ATM22Layout)
+
+from common.data.layouts.lits import LiTSLayout  # noqa: E402  (ASE-Net's LiTS, added after the registry exists)
+
+register_layout(LiTSLayout)
+__all__ += ["LiTSLayout"]

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Layout", "list_files", "check_phantom_case"]
+__all__ = ["Layout", "list_files", "check_phantom_case", "check_phantom_volume"]
 
 
 def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
@@ -47,6 +47,22 @@ def check_phantom_case(image: np.ndarray, mask: np.ndarray) -> None:
         raise ValueError(
             f"mask must be (H, W) bool matching the image {image.shape[:2]}, got {mask.dtype} {mask.shape}"
         )
+
+
+def check_phantom_volume(image: np.ndarray, mask: np.ndarray) -> None:
+    """Validate the arrays given to :meth:`Layout.write_case` of a 3D layout.
+
+    Args:
+        image: expected ``(X, Y, Z)`` float32 intensities.
+        mask: expected ``(X, Y, Z)`` bool.
+
+    Raises:
+        ValueError: wrong dtype or shape, or the two sizes differ.
+    """
+    if image.dtype != np.float32 or image.ndim != 3:
+        raise ValueError(f"image must be (X, Y, Z) float32, got {image.dtype} {image.shape}")
+    if mask.dtype != np.bool_ or mask.shape != image.shape:
+        raise ValueError(f"mask must be (X, Y, Z) bool matching the image {image.shape}, got {mask.dtype} {mask.shape}")
 
 
 class Layout(ABC):
@@ -91,13 +107,25 @@ class Layout(ABC):
         Args:
             dataset_dir: the data set's folder, as later given to :meth:`find_cases`.
             case_id: the case id as :meth:`find_cases` will report it (see :meth:`phantom_case_id`).
-            image: ``(H, W, 3)`` uint8 colour image.
-            mask: ``(H, W)`` bool foreground mask.
+            image: ``(H, W, 3)`` uint8 colour image (2D layouts) or ``(X, Y, Z)`` float32 volume (3D layouts).
+            mask: ``(H, W)`` or ``(X, Y, Z)`` bool foreground mask.
         """
 
     @abstractmethod
     def phantom_case_id(self, index: int) -> str:
         """The id of the ``index``-th phantom case, following the data set's naming convention."""
+
+    def write_phantom_splits(self, dataset_dir: str | os.PathLike, case_ids: list[str]) -> None:
+        """Write the data set's own split files for a phantom's cases, once all cases are written.
+
+        Layouts whose public data set ships split files (e.g. the LA benchmark's ``train.list`` / ``test.list``)
+        override this, so that a phantom is split the way the real data is; the default writes nothing.
+
+        Args:
+            dataset_dir: the data set's folder.
+            case_ids: the ids of the phantom's cases, in generation order.
+        """
+        del dataset_dir, case_ids
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from common.data.phantoms.base import Phantom, ordered_range
+
 __all__ = ["LesionPhantom2D"]
 
 _ENDOSCOPY_BASE = np.array([0.78, 0.42, 0.38], dtype=np.float32)
@@ -35,7 +37,7 @@ _FIELD_MODES = 4
 _BLEND_MARGIN = 10.0
 
 
-class LesionPhantom2D:
+class LesionPhantom2D(Phantom):
     """Deterministic generator of 2D lesion cases: ``generate(index) -> (image (H, W, 3) uint8, mask (H, W) bool)``.
 
     Args:
@@ -52,9 +54,6 @@ class LesionPhantom2D:
         ValueError: a non-positive count or size, a negative seed, or a range whose bounds are out of order.
     """
 
-    version = 1
-    """Bumped whenever the drawing changes, so that a phantom written by another version is not mistaken for this."""
-
     def __init__(
         self,
         num_cases: int = 100,
@@ -65,10 +64,7 @@ class LesionPhantom2D:
         contrast_range: tuple[float, float] = (0.1, 0.5),
         noise_range: tuple[float, float] = (0.005, 0.035),
     ) -> None:
-        if num_cases < 1:
-            raise ValueError(f"num_cases must be at least 1, got {num_cases}")
-        if seed < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}")
+        super().__init__(num_cases, seed)
         if max_lesions < 1:
             raise ValueError(f"max_lesions must be at least 1, got {max_lesions}")
         (min_height, max_height), (min_width, max_width) = size_range
@@ -76,35 +72,15 @@ class LesionPhantom2D:
             raise ValueError(
                 f"size_range must be ((min_h, max_h), (min_w, max_w)) with 16 <= min <= max, got {size_range}"
             )
-        for name, (low, high) in (("radius_range", radius_range), ("contrast_range", contrast_range)):
-            if not 0 < low <= high:
-                raise ValueError(f"{name} must satisfy 0 < min <= max, got {(low, high)}")
-        if not 0 <= noise_range[0] <= noise_range[1]:
-            raise ValueError(f"noise_range must satisfy 0 <= min <= max, got {noise_range}")
-        self.num_cases = int(num_cases)
-        self.seed = int(seed)
         self.size_range = ((int(min_height), int(max_height)), (int(min_width), int(max_width)))
         self.max_lesions = int(max_lesions)
-        self.radius_range = (float(radius_range[0]), float(radius_range[1]))
-        self.contrast_range = (float(contrast_range[0]), float(contrast_range[1]))
-        self.noise_range = (float(noise_range[0]), float(noise_range[1]))
+        self.radius_range = ordered_range("radius_range", radius_range, strict=True)
+        self.contrast_range = ordered_range("contrast_range", contrast_range, strict=True)
+        self.noise_range = ordered_range("noise_range", noise_range)
 
-    def __len__(self) -> int:
-        return self.num_cases
-
-    def params(self) -> dict[str, Any]:
-        """Everything that determines the output (JSON-serialisable), for the phantom's marker file."""
-        return {
-            "generator": type(self).__name__,
-            "version": self.version,
-            "num_cases": self.num_cases,
-            "seed": self.seed,
-            "size_range": [list(self.size_range[0]), list(self.size_range[1])],
-            "max_lesions": self.max_lesions,
-            "radius_range": list(self.radius_range),
-            "contrast_range": list(self.contrast_range),
-            "noise_range": list(self.noise_range),
-        }
+    def drawing_params(self) -> dict[str, Any]:
+        names = ("size_range", "max_lesions", "radius_range", "contrast_range", "noise_range")
+        return {name: getattr(self, name) for name in names}
 
     def generate(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Draw case ``index``.

@@ -1,0 +1,349 @@
+"""A trainer with one segmenter and any number of discriminators, each with its own inputs and optimizer.
+
+One iteration of :class:`MultiDiscriminatorTrainer`:
+
+1. the segmenter step: :meth:`MultiDiscriminatorTrainer.segmenter_step` runs the segmenter and returns its outputs and
+   weighted loss terms (by default the supervised loss of ``network(image)`` against ``label``); for every
+   discriminator ``D_i``, its input builder picks a ``(real, fake)`` pair from those outputs, and the adversarial
+   term ``w_i * L_adv(D_i(fake), real)`` (the segmenter wants its fakes taken for real; ``D_i`` is frozen here) is
+   added. The segmenter takes one optimizer step on the sum: ``min_G L_pa - sum_i w_i L_d_i`` in the usual
+   non-saturating form.
+2. one step per discriminator on ``(real, fake.detach())``, concatenated along the batch in one forward pass:
+   ``L_d_i = (L_adv(D_i(real), real) + L_adv(D_i(fake), fake)) / 2``.
+
+DMGSA (two discriminators on its reconstructed multi-order images and gradients) subclasses it with its own segmenter
+step; ASE-Net's two discriminators (labeled vs unlabeled predictions, teacher vs noisy student) fit the same shape:
+their input builders return ``(prediction, image)`` tuples, passed to the discriminator as positional arguments.
+
+It subclasses MONAI's ``Trainer`` rather than ``AdversarialTrainer``: the latter has one discriminator, and it keeps
+its networks and optimizers in ``engine.state`` and lists them among the engine's ``state_dict`` keys, so a trainer
+checkpoint would pickle whole modules instead of holding plain state (the project's checkpoints load with
+``weights_only=True``).
+
+The output holds MONAI's standard keys (``image``, ``label``, ``pred``, ``loss``) plus every loss term under its name
+and each discriminator's loss under ``d_<name>``, so stock handlers (StatsHandler, TensorBoard, checkpoints) work
+and the terms can be logged. Discriminators and their optimizers are plain objects of the config: list them in the
+checkpoint's ``save_dict`` to save and resume them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.engines import Trainer
+from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_prepare_batch
+from monai.inferers import Inferer, SimpleInferer
+from monai.losses import PatchAdversarialLoss
+from monai.transforms import Transform
+from monai.utils.enums import CommonKeys as Keys
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.optimizer import Optimizer
+from torch.utils.data import DataLoader
+
+__all__ = ["DiscriminatorSpec", "MultiDiscriminatorTrainer", "discriminator_logits"]
+
+Inputs = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def _as_tuple(value: Inputs) -> tuple[torch.Tensor, ...]:
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
+def discriminator_logits(output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """The logits of a discriminator's output (MONAI's ``PatchDiscriminator`` returns its features, logits last)."""
+    return output[-1] if isinstance(output, list | tuple) else output
+
+
+@contextlib.contextmanager
+def _frozen(module: torch.nn.Module) -> Iterator[None]:
+    """Turn off the gradients of ``module``'s parameters inside the block (restoring them after)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+class DiscriminatorSpec:
+    """One discriminator of a :class:`MultiDiscriminatorTrainer`: network, optimizer, inputs and weight.
+
+    Args:
+        name: names its outputs: ``adv_<name>`` (the segmenter's adversarial term) and ``d_<name>`` (its own loss).
+        network: the discriminator (may be wrapped in ``DistributedDataParallel``); it returns logits, or a list of
+            features whose last element is the logits.
+        optimizer: the discriminator's optimizer.
+        inputs: which outputs of the segmenter step it compares: a pair of keys ``(real_key, fake_key)``, or a
+            callable ``outputs -> (real, fake)`` where each side is a tensor or a tuple of tensors (passed to the
+            discriminator as positional arguments, e.g. ``(prediction, image)``).
+        weight: the adversarial term's weight in the segmenter's loss.
+        loss_function: the adversarial criterion ``(logits, target_is_real, for_discriminator) -> loss``; default
+            MONAI's ``PatchAdversarialLoss(criterion="bce")`` (sigmoid + binary cross-entropy).
+        weight_key: an ``engine.state`` attribute (written by a schedule handler, e.g. a ramped consistency weight)
+            that multiplies ``weight`` at every iteration; None: ``weight`` alone.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        network: torch.nn.Module,
+        optimizer: Optimizer,
+        inputs: Sequence[str] | Callable[[Mapping[str, Any]], tuple[Inputs, Inputs]],
+        weight: float = 1.0,
+        loss_function: Callable | None = None,
+        weight_key: str | None = None,
+    ) -> None:
+        if not name:
+            raise ValueError("a discriminator needs a name")
+        if not callable(inputs) and (isinstance(inputs, str) or len(inputs) != 2):
+            raise ValueError(f"inputs must be a (real_key, fake_key) pair or a callable, got {inputs!r}")
+        if weight < 0:
+            raise ValueError(f"the adversarial weight must be non-negative, got {weight}")
+        self.name = name
+        self.network = network
+        self.optimizer = optimizer
+        self.inputs = inputs
+        self.weight = float(weight)
+        self.loss_function = loss_function or PatchAdversarialLoss(criterion="bce")
+        self.weight_key = weight_key
+
+    def current_weight(self, state: Any) -> float:
+        """``weight``, times ``state.<weight_key>`` when a key is given.
+
+        Raises:
+            AttributeError: the key is not on the state (the handler that writes it is not attached).
+        """
+        if self.weight_key is None:
+            return self.weight
+        scale = getattr(state, self.weight_key, None)
+        if scale is None:
+            raise AttributeError(
+                f"discriminator {self.name!r}: engine.state.{self.weight_key} is not set; attach the handler that "
+                "schedules it (e.g. common.handlers.RampScheduler) to the trainer"
+            )
+        return self.weight * float(scale)
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The discriminator without its ``DistributedDataParallel`` wrapper (the segmenter step runs it frozen)."""
+        return self.network.module if isinstance(self.network, DistributedDataParallel) else self.network
+
+    def real_and_fake(self, outputs: Mapping[str, Any]) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """The ``(real, fake)`` inputs from the segmenter step's outputs, each as a tuple of tensors.
+
+        Raises:
+            KeyError: a key names no output (the message lists the outputs).
+        """
+        if callable(self.inputs):
+            real, fake = self.inputs(outputs)
+        else:
+            missing = [key for key in self.inputs if key not in outputs]
+            if missing:
+                raise KeyError(f"discriminator {self.name!r}: no output {missing} among {sorted(outputs)}")
+            real, fake = outputs[self.inputs[0]], outputs[self.inputs[1]]
+        real, fake = _as_tuple(real), _as_tuple(fake)
+        if len(real) != len(fake):
+            raise ValueError(f"discriminator {self.name!r}: real and fake inputs differ in number")
+        return real, fake
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, weight={self.weight}, inputs={self.inputs!r})"
+
+
+class MultiDiscriminatorTrainer(Trainer):
+    """Segmenter + discriminators, one optimizer step each per iteration (see the module docstring).
+
+    Args:
+        device: the device to train on.
+        max_epochs: the number of epochs.
+        train_data_loader: the training data loader.
+        network: the segmenter (may be wrapped in ``DistributedDataParallel``).
+        optimizer: the segmenter's optimizer.
+        loss_function: the supervised loss ``(pred, label) -> loss`` of the default segmenter step.
+        discriminators: the discriminators, each a :class:`DiscriminatorSpec` (none: plain supervised training).
+        epoch_length: iterations per epoch (default: the loader's length).
+        non_blocking: non-blocking host-to-device copies.
+        prepare_batch: MONAI's ``prepare_batch`` (image, label from the batch dict, moved to the device).
+        iteration_update: replaces :meth:`_iteration` (MONAI's option; not needed normally).
+        inferer: how the default segmenter step runs the network (default ``SimpleInferer``).
+        postprocessing: MONAI transforms applied to the decollated output.
+        key_train_metric: see ``monai.engines.SupervisedTrainer``.
+        additional_metrics: see ``monai.engines.SupervisedTrainer``.
+        metric_cmp_fn: see ``monai.engines.SupervisedTrainer``.
+        train_handlers: Ignite handlers (checkpoints, schedules, progress bar, ...).
+        amp: mixed precision on CUDA (one gradient scaler per optimizer).
+        event_names: additional events to register.
+        event_to_attr: see ``monai.engines.SupervisedTrainer``.
+        decollate: decollate the batch and the output after each iteration (MONAI's default).
+        optim_set_to_none: ``zero_grad(set_to_none=...)``.
+        to_kwargs: other arguments of ``prepare_batch``'s ``Tensor.to``.
+        amp_kwargs: arguments of ``torch.autocast``.
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Iterable | DataLoader,
+        network: torch.nn.Module,
+        optimizer: Optimizer,
+        loss_function: Callable,
+        discriminators: Sequence[DiscriminatorSpec] = (),
+        epoch_length: int | None = None,
+        non_blocking: bool = False,
+        prepare_batch: Callable = default_prepare_batch,
+        iteration_update: Callable | None = None,
+        inferer: Inferer | None = None,
+        postprocessing: Transform | None = None,
+        key_train_metric: dict | None = None,
+        additional_metrics: dict | None = None,
+        metric_cmp_fn: Callable = default_metric_cmp_fn,
+        train_handlers: Sequence | None = None,
+        amp: bool = False,
+        event_names: list | None = None,
+        event_to_attr: dict | None = None,
+        decollate: bool = True,
+        optim_set_to_none: bool = False,
+        to_kwargs: dict | None = None,
+        amp_kwargs: dict | None = None,
+    ) -> None:
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            data_loader=train_data_loader,
+            epoch_length=epoch_length,
+            non_blocking=non_blocking,
+            prepare_batch=prepare_batch,
+            iteration_update=iteration_update,
+            postprocessing=postprocessing,
+            key_metric=key_train_metric,
+            additional_metrics=additional_metrics,
+            metric_cmp_fn=metric_cmp_fn,
+            handlers=train_handlers,
+            amp=amp,
+            event_names=event_names,
+            event_to_attr=event_to_attr,
+            decollate=decollate,
+            to_kwargs=to_kwargs,
+            amp_kwargs=amp_kwargs,
+        )
+        names = [spec.name for spec in discriminators]
+        if len(set(names)) != len(names):
+            raise ValueError(f"discriminator names must be unique, got {names}")
+        self.network = network
+        self.optimizer = optimizer
+        self.loss_function = loss_function
+        self.discriminators = list(discriminators)
+        self.inferer = SimpleInferer() if inferer is None else inferer
+        self.optim_set_to_none = optim_set_to_none
+        self.d_scalers: dict[str, torch.amp.GradScaler] = {}
+
+    def run(self) -> None:  # type: ignore[override]
+        """Run the training; with ``amp``, each discriminator gets its own gradient scaler."""
+        self.d_scalers = {spec.name: torch.amp.GradScaler("cuda") for spec in self.discriminators} if self.amp else {}
+        super().run()
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast("cuda", **self.amp_kwargs) if self.amp else contextlib.nullcontext()
+
+    def segmenter_step(
+        self, engine: MultiDiscriminatorTrainer, batchdata: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The segmenter's forward pass and loss terms (runs under autocast when ``amp``).
+
+        Override it for a method's own step; the default is supervised training.
+
+        Args:
+            engine: this trainer.
+            batchdata: the batch from the data loader.
+
+        Returns:
+            ``(outputs, terms)``: ``outputs`` holds at least ``image``, ``label`` and ``pred`` and whatever the
+            discriminators' input builders read; ``terms`` maps each loss term's name to its weighted scalar.
+        """
+        batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
+        image, label = batch[0], batch[1]
+        pred = engine.inferer(image, engine.network)
+        outputs = {Keys.IMAGE: image, Keys.LABEL: label, Keys.PRED: pred}
+        return outputs, {"supervised": engine.loss_function(pred, label).mean()}
+
+    def _step(
+        self, loss: torch.Tensor, optimizer: Optimizer, scaler: torch.amp.GradScaler | None, fire_backward: bool = False
+    ) -> None:
+        """Back-propagate ``loss`` and step ``optimizer`` (through ``scaler`` with AMP).
+
+        With ``fire_backward``, ``BACKWARD_COMPLETED`` fires between the backward pass and the step, as in MONAI's
+        trainers, so that gradient handlers (clipping, norms) act on this step's gradients.
+        """
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if fire_backward:
+            self.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+
+    def _iteration(self, engine: MultiDiscriminatorTrainer, batchdata: dict[str, Any]) -> dict[str, Any]:
+        """One segmenter step and one step per discriminator (see the module docstring).
+
+        Returns:
+            ``image``, ``label``, ``pred``, ``loss`` (the segmenter's total), each loss term, and ``d_<name>`` per
+            discriminator.
+
+        Raises:
+            ValueError: no batch data.
+        """
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        engine.network.train()
+        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        pairs = {}
+        with engine._autocast():
+            outputs, terms = engine.segmenter_step(engine, batchdata)
+            engine.state.output = outputs
+            engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+            fake_logits = {}
+            for spec in engine.discriminators:
+                real, fake = spec.real_and_fake(outputs)
+                pairs[spec.name] = (real, fake)
+                with _frozen(spec.module):
+                    fake_logits[spec.name] = discriminator_logits(spec.module(*fake))
+        for spec in engine.discriminators:  # the adversarial criteria in float32 (BCE is unsafe under autocast)
+            adversarial = spec.loss_function(
+                fake_logits[spec.name].float(), target_is_real=True, for_discriminator=False
+            )
+            terms[f"adv_{spec.name}"] = spec.current_weight(engine.state) * adversarial
+        loss = torch.stack([term.float() for term in terms.values()]).sum()
+        engine.state.output[Keys.LOSS] = loss
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        engine._step(loss, engine.optimizer, engine.scaler if engine.amp else None, fire_backward=True)
+        engine.state.output[Keys.LOSS] = loss.detach()  # the graph is spent: handlers get values only
+
+        for spec in engine.discriminators:
+            real, fake = pairs[spec.name]
+            spec.network.train()
+            spec.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+            joined = [torch.cat([r.detach(), f.detach()], dim=0) for r, f in zip(real, fake)]
+            with engine._autocast():
+                logits = discriminator_logits(spec.network(*joined)).float()
+            real_logits, fake_logits_d = logits[: real[0].shape[0]], logits[real[0].shape[0] :]
+            d_loss = 0.5 * (
+                spec.loss_function(real_logits, target_is_real=True, for_discriminator=True)
+                + spec.loss_function(fake_logits_d, target_is_real=False, for_discriminator=True)
+            )
+            engine._step(d_loss, spec.optimizer, engine.d_scalers.get(spec.name))
+            engine.state.output[f"d_{spec.name}"] = d_loss.detach()
+
+        for name, term in terms.items():
+            engine.state.output[name] = term.detach()
+        for key, value in engine.state.output.items():  # predictions too: keep no graph alive past the step
+            if isinstance(value, torch.Tensor) and value.requires_grad:
+                engine.state.output[key] = value.detach()
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output

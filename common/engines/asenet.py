@@ -1,0 +1,192 @@
+"""ASE-Net's training step: supervised + adversarial (D1, D2) + three-way consistency on the shared adversarial trainer.
+
+Per iteration, on a batch of labeled images ``x_l`` (labels ``y``) then unlabeled images ``x_u``:
+
+1. the student predicts logits for every image and for ``x_u + xi``, ``xi = clamp(N(0, 0.1), -0.2, 0.2)``; the
+   teacher (the student's EMA, no gradient) predicts ``x_u`` (``teacher_noise=True``: ``x_u + xi``, as the official
+   3D code feeds it for the consistency term); probabilities are a softmax (sigmoid for one output channel);
+2. ``supervised = L_sup(logits(x_l), y)`` (``0.5 (CE + Dice)``, e.g. MONAI's ``DiceCELoss(lambda_ce=0.5,
+   lambda_dice=0.5)``), computed on the graph of this step so that both parts carry gradient;
+3. ``consistency = lambda(t) * mean([(p - q)^2 + (p_xi - q)^2 + (p - p_xi)^2] / 3)`` on the unlabeled cases;
+4. from :class:`~common.engines.adversarial.MultiDiscriminatorTrainer`: the adversarial terms
+   ``0.5 lambda(t) CE(D_i(fake), real)`` (discriminator specs with ``weight=0.5`` and ``weight_key`` the consistency
+   weight, giving ``lambda (adv_1 + adv_2) / 2``) where D1 sees ``(p(x_u), x_u)`` as fake and D2
+   ``(p(x_u + xi), x_u)``; the segmenter takes one step on the sum, then each discriminator one step on its
+   real/fake pair: D1 ``(p(x_l), x_l) -> 1``, ``(p(x_u), x_u) -> 0``; D2 ``(q(x_u), x_u) -> 1``,
+   ``(p(x_u + xi), x_u) -> 0`` (both see the clean image, so the noise itself cannot give the fake away).
+
+``lambda(t)`` is read from ``engine.state.consistency_weight`` (``1.0 sigmoid_rampup(floor(t / 150), 40)``, a
+:class:`common.handlers.RampScheduler`); the teacher is updated after the step by :class:`common.handlers.EMATeacher`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from ignite.engine import Events
+from monai.utils.enums import CommonKeys as Keys
+from torch import nn
+from torch.optim.optimizer import Optimizer
+
+from common.data.semi_supervised import LABELED_BATCH_SIZE_KEY
+from common.engines.adversarial import DiscriminatorSpec, MultiDiscriminatorTrainer
+from common.inferers.uncertainty import add_input_noise
+from common.losses.asenet import ThreeWayConsistencyLoss, segmentation_probabilities
+
+__all__ = ["ASENetTrainer", "d1_inputs", "d2_inputs"]
+
+LABELED_PROB, UNLABELED_PROB, NOISY_PROB, TEACHER_PROB = "labeled_prob", "unlabeled_prob", "noisy_prob", "teacher_prob"
+LABELED_IMAGE, UNLABELED_IMAGE = "labeled_image", "unlabeled_image"
+
+
+def d1_inputs(outputs: Mapping[str, Any]) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """D1's ``(real, fake)``: ``(p(x_l), x_l)`` and ``(p(x_u), x_u)``."""
+    return (outputs[LABELED_PROB], outputs[LABELED_IMAGE]), (outputs[UNLABELED_PROB], outputs[UNLABELED_IMAGE])
+
+
+def d2_inputs(outputs: Mapping[str, Any]) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """D2's ``(real, fake)``: ``(q(x_u), x_u)`` (teacher) and ``(p(x_u + xi), x_u)`` (noisy student)."""
+    return (outputs[TEACHER_PROB], outputs[UNLABELED_IMAGE]), (outputs[NOISY_PROB], outputs[UNLABELED_IMAGE])
+
+
+class ASENetTrainer(MultiDiscriminatorTrainer):
+    """ASE-Net's training step (see the module docstring).
+
+    Args:
+        device: the device of the networks.
+        max_epochs: epochs to train.
+        train_data_loader: a :class:`common.data.LabeledUnlabeledLoader` (``image`` labeled first, ``label`` for the
+            labeled part, ``labeled_batch_size``).
+        network: the student segmenter (logits ``(B, C, *spatial)``; ``C = 1`` is read as sigmoid).
+        optimizer: the student's optimizer (Adam 1e-3, betas (0.9, 0.99)).
+        teacher: the EMA teacher (``common.handlers.EMATeacher(...).ema_model``).
+        loss_function: the supervised loss ``(logits, label)``.
+        discriminators: D1 and D2 as :class:`DiscriminatorSpec` with inputs :func:`d1_inputs` / :func:`d2_inputs`,
+            ``weight=0.5`` and ``weight_key="consistency_weight"``; none: the mean-teacher ablation.
+        consistency_loss: default :class:`common.losses.ThreeWayConsistencyLoss`.
+        noise_std: standard deviation of ``xi``.
+        noise_clip: ``xi`` is clipped to ``[-noise_clip, noise_clip]``.
+        teacher_noise: the teacher predicts ``x_u + xi`` for the consistency term (the official 3D code); D2 always
+            gets the teacher's clean prediction.
+        consistency_weight_key: the ``engine.state`` attribute holding ``lambda(t)``.
+        image_key: batch key of the images.
+        label_key: batch key of the labels.
+        decollate: False (the labeled part of a batch is smaller than the batch).
+        kwargs: other arguments of :class:`MultiDiscriminatorTrainer` (``train_handlers``, ``amp``, ...).
+
+    Raises:
+        ValueError: no teacher, or a negative noise level.
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device,
+        max_epochs: int,
+        train_data_loader: Iterable,
+        network: nn.Module,
+        optimizer: Optimizer,
+        teacher: nn.Module,
+        loss_function: Callable,
+        discriminators: Sequence[DiscriminatorSpec] = (),
+        consistency_loss: Callable | None = None,
+        noise_std: float = 0.1,
+        noise_clip: float = 0.2,
+        teacher_noise: bool = False,
+        consistency_weight_key: str = "consistency_weight",
+        image_key: str = Keys.IMAGE,
+        label_key: str = Keys.LABEL,
+        decollate: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if teacher is None:
+            raise ValueError("ASE-Net needs a teacher network (common.handlers.EMATeacher(...).ema_model)")
+        if noise_std < 0 or noise_clip < 0:
+            raise ValueError(f"noise_std and noise_clip must be non-negative, got {noise_std}, {noise_clip}")
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            train_data_loader=train_data_loader,
+            network=network,
+            optimizer=optimizer,
+            loss_function=loss_function,
+            discriminators=discriminators,
+            decollate=decollate,
+            **kwargs,
+        )
+        self.teacher = teacher
+        self.consistency_loss = consistency_loss if consistency_loss is not None else ThreeWayConsistencyLoss()
+        self.noise_std = float(noise_std)
+        self.noise_clip = float(noise_clip)
+        self.teacher_noise = bool(teacher_noise)
+        self.consistency_weight_key = consistency_weight_key
+        self.image_key = image_key
+        self.label_key = label_key
+        if hasattr(train_data_loader, "set_epoch"):  # DistributedSampler shuffles differ per epoch
+            self.add_event_handler(Events.EPOCH_STARTED, lambda engine: train_data_loader.set_epoch(engine.state.epoch))
+
+    def _split(self, batchdata: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        missing = [key for key in (self.image_key, self.label_key, LABELED_BATCH_SIZE_KEY) if key not in batchdata]
+        if missing:
+            raise ValueError(
+                f"an ASE-Net batch needs {missing} (use common.data.LabeledUnlabeledLoader); got {sorted(batchdata)}"
+            )
+        num_labeled = int(batchdata[LABELED_BATCH_SIZE_KEY])
+        images = batchdata[self.image_key].to(self.state.device, non_blocking=self.non_blocking, **self.to_kwargs)
+        labels = batchdata[self.label_key].to(self.state.device, non_blocking=self.non_blocking, **self.to_kwargs)
+        if labels.shape[0] != num_labeled or not 0 < num_labeled < images.shape[0]:
+            raise ValueError(
+                f"inconsistent batch: {images.shape[0]} images, {labels.shape[0]} labels, labeled_batch_size "
+                f"{num_labeled} (ASE-Net needs labeled and unlabeled cases in every batch)"
+            )
+        return images, labels, num_labeled
+
+    def segmenter_step(
+        self, engine: ASENetTrainer, batchdata: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The student and teacher passes, the supervised and consistency terms, and the discriminators' inputs.
+
+        Returns:
+            ``(outputs, terms)``: outputs ``image``, ``label``, ``pred`` (student logits of the whole batch), the
+            probability maps and images the discriminators read, ``consistency_weight``; terms ``supervised`` and
+            ``consistency`` (already times ``lambda(t)``).
+
+        Raises:
+            AttributeError: no handler writes the consistency weight.
+        """
+        images, labels, n = engine._split(batchdata)
+        weight = getattr(engine.state, engine.consistency_weight_key, None)
+        if weight is None:
+            raise AttributeError(
+                f"engine.state.{engine.consistency_weight_key} is not set: attach common.handlers.RampScheduler("
+                f'param_name="{engine.consistency_weight_key}", ...) to the trainer'
+            )
+        unlabeled = images[n:]
+        noisy = add_input_noise(unlabeled, engine.noise_std, engine.noise_clip)
+        logits = engine.inferer(images, engine.network)
+        noisy_logits = engine.inferer(noisy, engine.network)
+        engine.teacher.train()  # the reference teacher runs in training mode (dropout active)
+        with torch.no_grad():
+            teacher_logits = engine.teacher(unlabeled)
+            consistency_target = engine.teacher(noisy) if engine.teacher_noise else teacher_logits
+        probabilities = segmentation_probabilities(logits)
+        terms = {
+            "supervised": engine.loss_function(logits[:n], labels).mean(),
+            "consistency": float(weight) * engine.consistency_loss(logits[n:], noisy_logits, consistency_target),
+        }
+        outputs = {
+            Keys.IMAGE: images,
+            Keys.LABEL: labels,
+            Keys.PRED: logits,
+            LABELED_PROB: probabilities[:n],
+            UNLABELED_PROB: probabilities[n:],
+            NOISY_PROB: segmentation_probabilities(noisy_logits),
+            TEACHER_PROB: segmentation_probabilities(teacher_logits),
+            LABELED_IMAGE: images[:n],
+            UNLABELED_IMAGE: unlabeled,
+            "consistency_weight": float(weight),
+        }
+        return outputs, terms

@@ -1,0 +1,154 @@
+"""The multi-discriminator trainer: one iteration checked against the same step written out by hand."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from monai.engines.utils import IterationEvents
+
+from common.engines import DiscriminatorSpec, MultiDiscriminatorTrainer
+
+
+class TinyDiscriminator(torch.nn.Module):
+    """Patch logits of a one-channel map (and, with two inputs, of a map and an image, as ASE-Net's D)."""
+
+    def __init__(self, in_channels: int = 1) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(in_channels, 1, 3, padding=1)
+        self.calls: list[int] = []
+
+    def forward(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        self.calls.append(len(inputs))
+        return [torch.zeros(1), self.conv(torch.cat(inputs, dim=1))]  # features first, logits last (MONAI style)
+
+
+def make_batch() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn(2, 1, 6, 6, 6, generator=generator)
+    return {"image": image, "label": (image > 0.5).float()}
+
+
+def supervised(pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(pred, label)
+
+
+def foreground(outputs):
+    return outputs["label"], torch.sigmoid(outputs["pred"])
+
+
+def build(discriminators, lr: float = 0.1) -> tuple[MultiDiscriminatorTrainer, torch.nn.Module]:
+    torch.manual_seed(1)
+    segmenter = torch.nn.Conv3d(1, 1, 3, padding=1)
+    trainer = MultiDiscriminatorTrainer(
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=[make_batch()],
+        network=segmenter,
+        optimizer=torch.optim.SGD(segmenter.parameters(), lr=lr),
+        loss_function=supervised,
+        discriminators=discriminators,
+        decollate=False,
+    )
+    return trainer, segmenter
+
+
+def spec(name: str, weight: float, inputs=foreground, in_channels: int = 1) -> DiscriminatorSpec:
+    torch.manual_seed(hash(name) % 1000)
+    network = TinyDiscriminator(in_channels)
+    return DiscriminatorSpec(name, network, torch.optim.SGD(network.parameters(), lr=0.2), inputs, weight=weight)
+
+
+def bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    return F.binary_cross_entropy(torch.sigmoid(logits), torch.full_like(logits, float(real)))
+
+
+def test_one_iteration_equals_the_step_written_by_hand() -> None:
+    d1, d2 = spec("d1", 0.3), spec("d2", 0.7)
+    trainer, segmenter = build([d1, d2])
+    g0 = copy.deepcopy(segmenter)
+    ds0 = [copy.deepcopy(d1.network), copy.deepcopy(d2.network)]
+    trainer.run()
+    output = trainer.state.output
+
+    # the segmenter: supervised + weighted adversarial terms through frozen discriminators, one SGD step
+    batch = make_batch()
+    pred = g0(batch["image"])
+    terms = {"supervised": supervised(pred, batch["label"])}
+    for name, weight, d in (("d1", 0.3, ds0[0]), ("d2", 0.7, ds0[1])):
+        terms[f"adv_{name}"] = weight * bce(d(torch.sigmoid(pred))[-1], True)
+    total = sum(terms.values())
+    grads = torch.autograd.grad(total, list(g0.parameters()))
+    for name, value in terms.items():
+        assert output[name].item() == pytest.approx(value.item(), rel=1e-5), name
+    assert output["loss"].item() == pytest.approx(total.item(), rel=1e-5)
+    for p0, grad, p1 in zip(g0.parameters(), grads, segmenter.parameters()):
+        torch.testing.assert_close(p1, p0 - 0.1 * grad)
+
+    # each discriminator: real -> 1, the (detached) fake -> 0, averaged, one SGD step; its frozen use above
+    # contributed no gradient to it
+    fake = torch.sigmoid(pred).detach()
+    for name, d0, spec_ in (("d1", ds0[0], d1), ("d2", ds0[1], d2)):
+        d_loss = 0.5 * (bce(d0(batch["label"])[-1], True) + bce(d0(fake)[-1], False))
+        assert output[f"d_{name}"].item() == pytest.approx(d_loss.item(), rel=1e-5)
+        d_grads = torch.autograd.grad(d_loss, list(d0.parameters()))
+        for p0, grad, p1 in zip(d0.parameters(), d_grads, spec_.network.parameters()):
+            torch.testing.assert_close(p1, p0 - 0.2 * grad)
+            assert p1.requires_grad  # unfrozen again
+
+
+def test_without_discriminators_it_is_supervised_training() -> None:
+    trainer, segmenter = build([])
+    g0 = copy.deepcopy(segmenter)
+    trainer.run()
+    batch = make_batch()
+    loss = supervised(g0(batch["image"]), batch["label"])
+    assert trainer.state.output["loss"].item() == pytest.approx(loss.item(), rel=1e-6)
+    assert set(trainer.state.output) == {"image", "label", "pred", "loss", "supervised"}
+
+
+def test_backward_completed_sees_this_steps_gradients_before_the_update() -> None:
+    """As in MONAI's trainers: a gradient handler (clipping, norms) acts between backward and step."""
+    trainer, segmenter = build([spec("d1", 0.1)])
+    w0 = segmenter.weight.detach().clone()
+    seen: dict = {}
+
+    def record(engine) -> None:
+        seen["grad"] = segmenter.weight.grad is not None and bool(segmenter.weight.grad.abs().sum() > 0)
+        seen["unchanged"] = torch.equal(segmenter.weight.detach(), w0)
+
+    trainer.add_event_handler(IterationEvents.BACKWARD_COMPLETED, record)
+    trainer.run()
+    assert seen == {"grad": True, "unchanged": True}
+    assert not torch.equal(segmenter.weight.detach(), w0)
+    assert not any(v.requires_grad for v in trainer.state.output.values() if isinstance(v, torch.Tensor))
+
+
+def test_discriminators_with_several_inputs_as_in_ase_net() -> None:
+    """A discriminator that takes (prediction, image), as ASE-Net's D1 and D2 do."""
+
+    def labeled_vs_unlabeled(outputs):
+        image = outputs["image"]
+        prediction = torch.sigmoid(outputs["pred"])
+        return (prediction[:1], image[:1]), (prediction[1:], image[1:])
+
+    d = spec("d1", 1.0, inputs=labeled_vs_unlabeled, in_channels=2)
+    trainer, _ = build([d])
+    trainer.run()
+    assert d.network.calls == [2, 2]  # frozen pass on the fakes, then one pass on real and fake together
+    assert torch.isfinite(trainer.state.output["d_d1"]) and "adv_d1" in trainer.state.output
+
+
+def test_key_inputs_and_errors() -> None:
+    d = spec("d1", 1.0, inputs=("label", "missing"))
+    trainer, _ = build([d])
+    with pytest.raises(KeyError, match="no output \\['missing'\\]"):
+        trainer.run()
+    with pytest.raises(ValueError, match="unique"):
+        build([spec("d", 1.0), spec("d", 1.0)])
+    with pytest.raises(ValueError, match="pair"):
+        DiscriminatorSpec("x", TinyDiscriminator(), None, inputs=("only_one",))
+    with pytest.raises(ValueError, match="non-negative"):
+        DiscriminatorSpec("x", TinyDiscriminator(), None, inputs=("a", "b"), weight=-1)
