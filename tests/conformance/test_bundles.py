@@ -17,6 +17,7 @@ would, layering the bundle's ``configs/quick.json`` on ``train.json``. What ever
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -203,6 +204,18 @@ def test_net_in_out(name, trained, tmp_path_factory):
     )
 
 
+def source_of(output: Path, inputs: list[str], output_dir: Path) -> str:
+    """The input an inference output was made from: its file stem is in the output's name; when several inputs share
+    a file name (one folder per case, e.g. ``<case>/mri_norm2.h5``), the output sits in a folder named after the
+    input's folder."""
+    candidates = [i for i in inputs if Path(i).name.split(".")[0] in output.name]
+    if len(candidates) > 1:
+        folders = output.relative_to(output_dir).parts[:-1]
+        candidates = [i for i in candidates if Path(i).parent.name in folders]
+    assert len(candidates) == 1, f"cannot tell which input {output} was made from: {candidates}"
+    return candidates[0]
+
+
 @pytest.mark.parametrize("name", grouped("trained"))
 def test_inference_writes_outputs(name, trained, tmp_path_factory):
     bundle = get_trained(trained, name, tmp_path_factory)
@@ -211,10 +224,11 @@ def test_inference_writes_outputs(name, trained, tmp_path_factory):
     monai_bundle(bundle, "run", "--config_file", configs(bundle, "inference"))
     from common.data.io import read_array, spatial_shape
 
-    outputs = sorted(p for p in Path(parser.get_parsed_content("output_dir")).rglob("*") if p.is_file())
+    output_dir = Path(parser.get_parsed_content("output_dir"))
+    outputs = sorted(p for p in output_dir.rglob("*") if p.is_file())
     assert len(outputs) == len(inputs), (len(outputs), len(inputs))
     for out in outputs[:3]:
-        source = next(i for i in inputs if Path(i).name.split(".")[0] in out.name)
+        source = source_of(out, inputs, output_dir)
         expected = spatial_shape(source, read_array(source))
         assert spatial_shape(out, read_array(out)) == expected, (out, source)
 
@@ -257,6 +271,45 @@ def test_torchscript_export_matches_eager(name, trained, tmp_path_factory):
     x = torch.randn(1, spec["num_channels"], *spec["spatial_shape"], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", grouped("trained"))
+def test_uncertainty_maps_rank_cases(name, trained, tmp_path_factory):
+    """Semi-supervised bundles save an entropy map beside each prediction with ``--save_uncertainty true``, which ranks
+    cases for annotation (the contract of ``common/bundle/uncertainty.py``)."""
+    if "save_uncertainty" not in parse(ROOT / "bundles" / name, "inference"):
+        pytest.skip(f"{name}: inference.json has no save_uncertainty (no uncertainty map to rank cases by)")
+    from common.bundle.uncertainty import rank_by_uncertainty
+    from common.data.io import read_array, spatial_shape
+
+    bundle = get_trained(trained, name, tmp_path_factory)
+    parser = parse(bundle, "inference")
+    out = bundle / "eval" / "uncertainty_check"
+    fewer_passes = ["--uncertainty_passes", "2"] if "uncertainty_passes" in parser else []  # a check, not a study
+    monai_bundle(
+        bundle,
+        "run",
+        "--config_file",
+        configs(bundle, "inference"),
+        "--save_uncertainty",
+        "true",
+        "--output_dir",
+        str(out),
+        *fewer_passes,
+    )
+    postfix = parser.get("uncertainty_postfix", "uncertainty")
+    output_postfix = parser.get("output_postfix", "seg")
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    num_classes = meta["network_data_format"]["outputs"]["pred"]["num_channels"]
+    ranking = rank_by_uncertainty(out, postfix)
+    predictions = [p for p in out.rglob("*") if p.is_file() and f"_{postfix}." not in p.name]
+    assert len(ranking) == len(predictions) > 0, (ranking, predictions)
+    assert [c.mean_entropy for c in ranking] == sorted((c.mean_entropy for c in ranking), reverse=True)
+    for case in ranking:
+        prediction = case.file.with_name(case.file.name.replace(f"_{postfix}.", f"_{output_postfix}."))
+        assert prediction.is_file(), f"no prediction beside {case.file}"
+        assert spatial_shape(case.file, read_array(case.file)) == spatial_shape(prediction, read_array(prediction))
+        assert 0.0 <= case.mean_entropy <= case.max_entropy <= math.log(num_classes) + 1e-4, case
 
 
 # -------------------------------------------------------------------------------- resume, DDP, bad input
