@@ -1,0 +1,113 @@
+"""Helpers shared by the benchmark scripts: bundle discovery, the bundle runner's command line, load.
+
+The machine's description comes from ``benchmarks/timing.py`` (``describe_machine``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = [
+    "ROOT",
+    "RESULTS",
+    "bundles_with",
+    "config_files",
+    "config_list",
+    "load_average",
+    "monai_bundle_command",
+    "run_logged",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def bundles_with(*configs: str) -> list[str]:
+    """Names of the bundles under ``bundles/`` that have every ``configs/<name>.json`` given (and metadata.json).
+
+    Args:
+        configs: config names without ``.json``, e.g. ``"supervised"`` for the semi-supervised bundles.
+
+    Returns:
+        bundle folder names, sorted.
+    """
+    found = []
+    for folder in sorted((ROOT / "bundles").iterdir()):
+        need = ["metadata", *configs]
+        if all((folder / "configs" / f"{name}.json").is_file() for name in need):
+            found.append(folder.name)
+    return found
+
+
+def config_files(bundle: str, names: Sequence[str], optional: Sequence[str] = ()) -> list[str]:
+    """Absolute paths of a bundle's configs, in layering order; names in ``optional`` are left out when missing."""
+    paths = []
+    for name in names:
+        path = ROOT / "bundles" / bundle / "configs" / f"{name}.json"
+        if path.is_file():
+            paths.append(str(path))
+        elif name not in optional:
+            raise FileNotFoundError(f"bundle {bundle} has no configs/{name}.json")
+    return paths
+
+
+def config_list(paths: Sequence[str]) -> str:
+    """The ``--config_file`` value that layers several configs: a Python list literal, as MONAI's CLI takes it."""
+    return repr(list(paths))
+
+
+def monai_bundle_command(command: str | None, paths: Sequence[str], overrides: dict[str, object]) -> list[str]:
+    """``python -m monai.bundle run [command] --config_file [...] --key value ...``, the user's form of a run.
+
+    Args:
+        command: the config id to run (``"training"``), or None for the model-zoo keys (initialize/run/finalize).
+        paths: config files, layered in order.
+        overrides: top-level config ids and their values (strings are passed as they are, others via ``repr``).
+
+    Returns:
+        the argument vector.
+    """
+    cmd = [sys.executable, "-m", "monai.bundle", "run"]
+    if command:
+        cmd.append(command)
+    cmd += ["--config_file", config_list(paths)]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    return cmd
+
+
+def run_logged(cmd: Sequence[str], log: Path, threads: int | None = None, timeout: float | None = None) -> float:
+    """Run a command from the repository root, its output to ``log``; return the wall time in seconds.
+
+    Args:
+        cmd: the argument vector.
+        log: file receiving stdout and stderr (its folder is created).
+        threads: when given, OMP/MKL thread counts of the child (parallel jobs keep to one core each).
+        timeout: seconds before the child is killed.
+
+    Raises:
+        RuntimeError: when the command fails; the message holds the log's tail.
+    """
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        out.write(" ".join(cmd) + "\n\n")
+        out.flush()
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+    if proc.returncode != 0:
+        tail = log.read_text()[-3000:]
+        raise RuntimeError(f"{' '.join(cmd[:6])} ... failed ({proc.returncode}); log {log}:\n{tail}")
+    return time.perf_counter() - start
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages (the machine may be shared: every figure is recorded with them)."""
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())

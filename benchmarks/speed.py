@@ -1,0 +1,421 @@
+"""Training speed, memory, inference latency, data loading and model size of every bundle, through the bundle runner.
+
+For each bundle (every folder under ``bundles/`` with ``configs/quick.json``), two measurements run in separate
+processes, so that each one's peak memory is its own:
+
+* ``bundle``: the bundle's training workflow as the runner builds it (``monai.bundle.ConfigWorkflow`` on
+  ``train.json`` [+ ``quick.json``], every handler of the config attached: checkpoints, TensorBoard, progress bar,
+  schedules, training curves), one epoch of ``warmup + iterations`` iterations. Seconds per iteration are the gaps
+  between consecutive ``ITERATION_COMPLETED`` events after the warm-up (data fetch, handlers and the step); the
+  data loader's share is the time between Ignite's ``GET_BATCH_STARTED`` and ``GET_BATCH_COMPLETED``.
+* ``plain``: the same configs parsed, one batch taken from the bundle's training loader, then a bare Python loop
+  over that batch. For a ``SupervisedTrainer`` the loop is hand-written PyTorch (zero_grad, forward, loss,
+  backward, step; autocast and a gradient scaler with ``--amp on``). A method trainer's step (two networks, a
+  teacher, discriminators) is the trainer's own ``_iteration`` called directly on the batch (after the handlers of
+  ``STARTED`` have set the schedules), without Ignite's loop, the handlers or the loader. Then: the loader alone
+  (seconds per batch over fresh batches), the validation inferer of the config (sliding window for the 3D bundles)
+  per validation case, parameters, and forward FLOPs of one sample (``FlopCounterMode``, as
+  ``benchmarks/cmunext_complexity.py`` counts them: convolutions and matrix products, 2 per multiply-accumulate).
+
+Overhead = bundle seconds per iteration / plain seconds per iteration - 1, in wall-clock seconds and in the process's
+CPU seconds (``time.process_time``, all threads): on a shared machine the CPU seconds are the steadier figure, as
+other processes' load stretches wall-clock time but not the CPU time a step consumes. Peak memory: the process's
+peak resident set size (``resource.getrusage``; on CPU, both include the cached training set) and, on CUDA,
+``torch.cuda.max_memory_allocated``.
+
+Usage (from the repository root)::
+
+    python benchmarks/speed.py                                   # every bundle, quick shapes, CPU
+    python benchmarks/speed.py --bundles cmunext --iterations 20
+    python benchmarks/speed.py --device cuda --amp on --channels_last --schedule paper   # on a GPU
+
+Writes ``<output>/speed.json`` and ``<output>/speed.md`` (default ``benchmarks/results``); ``--report_only`` remakes
+the table from ``speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import RESULTS, ROOT, bundles_with, config_files, load_average
+from timing import describe_machine
+
+VALIDATION_CASES = 3  # inference latency: median over this many validation cases
+LOADER_BATCHES = 5  # loader throughput: batches drawn from a fresh iterator
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundles", nargs="*", default=None, help="bundles (default: all with quick.json)")
+    parser.add_argument("--schedule", choices=("quick", "paper"), default="quick", help="quick.json shapes or paper")
+    parser.add_argument("--iterations", type=int, default=6, help="timed iterations")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--amp", choices=("on", "off"), default="off", help="mixed precision (CUDA only)")
+    parser.add_argument("--channels_last", action="store_true", help="channels-last memory format (2D and 3D)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="config id=JSON")
+    parser.add_argument("--report_only", action="store_true", help="only remake the table from speed.json")
+    parser.add_argument("--worker", choices=("bundle", "plain"), default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--work_dir", type=Path, default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+# ------------------------------------------------------------------------------------------------ worker side
+def _overrides(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
+    work = args.work_dir
+    return {
+        "bundle_root": str(ROOT / "bundles" / bundle),
+        "ckpt_dir": str(work / "models"),
+        "output_dir": str(work / "eval"),
+        "phantom_dir": str(args.output / "speed" / "data" / f"{bundle}_{args.schedule}"),
+        "resume": False,
+        "device": f"$torch.device('{args.device}')",
+        "amp": args.amp == "on",
+        "epochs": 1,
+        "max_iterations": args.warmup + args.iterations,  # bundles that count iterations derive epochs from it
+        "epoch_length": args.warmup + args.iterations,
+        "val_interval": 10**6,  # validation is not a training iteration
+        "num_workers": 0,
+        **{key: _json_or_text(value) for key, value in (item.split("=", 1) for item in args.override)},
+    }
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def _workflow(args: argparse.Namespace, bundle: str):
+    from monai.bundle import ConfigWorkflow
+
+    names = ["train", "quick"] if args.schedule == "quick" else ["train"]
+    workflow = ConfigWorkflow(
+        config_file=config_files(bundle, names),
+        workflow_type="train",
+        logging_file=False,
+        **_overrides(args, bundle),
+    )
+    workflow.initialize()
+    return workflow
+
+
+def _channels_last(module, spatial_dims: int) -> None:
+    import torch
+
+    module.to(memory_format=torch.channels_last if spatial_dims == 2 else torch.channels_last_3d)
+
+
+def _spatial_dims(batch: dict) -> int:
+    return batch["image"].ndim - 2
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _memory(device: str) -> dict[str, float]:
+    import torch
+
+    found = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.startswith("cuda"):
+        found["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return found
+
+
+def worker_bundle(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
+    """Time the training iterations of the bundle's own workflow."""
+    from ignite.engine import Events
+
+    workflow = _workflow(args, bundle)
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    completed: list[float] = []
+    cpu: list[float] = []
+    fetch: list[float] = []
+    fetch_start: list[float] = []
+    trainer.add_event_handler(Events.GET_BATCH_STARTED, lambda e: fetch_start.append(time.perf_counter()))
+    trainer.add_event_handler(Events.GET_BATCH_COMPLETED, lambda e: fetch.append(time.perf_counter() - fetch_start[-1]))
+
+    def _done(engine) -> None:
+        _sync(args.device)
+        completed.append(time.perf_counter())
+        cpu.append(time.process_time())
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, _done)
+    if args.channels_last:
+        trainer.add_event_handler(
+            Events.ITERATION_STARTED(once=1),
+            lambda e: _channels_last(workflow.parser.get_parsed_content("network"), _spatial_dims(e.state.batch)),
+        )
+    start = time.perf_counter()
+    workflow.run()
+    wall = time.perf_counter() - start
+    workflow.finalize()
+    steps = [b - a for a, b in zip(completed[args.warmup - 1 :], completed[args.warmup :])]
+    cpu_steps = [b - a for a, b in zip(cpu[args.warmup - 1 :], cpu[args.warmup :])]
+    return {
+        "trainer": type(trainer).__name__,
+        "iterations": len(steps),
+        "bundle_s_per_it": statistics.median(steps),
+        "bundle_cpu_s_per_it": statistics.median(cpu_steps),
+        "bundle_fetch_s_per_it": statistics.median(fetch[args.warmup :]),
+        "bundle_run_wall_s": wall,
+        **_memory(args.device),
+    }
+
+
+def _plain_supervised(trainer, batch: dict, args: argparse.Namespace):
+    """The hand-written step of a SupervisedTrainer: forward, loss, backward, SGD step."""
+    import torch
+
+    device = torch.device(args.device)
+    net, optimizer, loss_fn = trainer.network, trainer.optimizer, trainer.loss_function
+    x, y = batch["image"].to(device), batch["label"].to(device)
+    if args.channels_last:
+        fmt = torch.channels_last if x.ndim == 4 else torch.channels_last_3d
+        x = x.contiguous(memory_format=fmt)
+    scaler = torch.amp.GradScaler("cuda") if args.amp == "on" else None
+    net.train()
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=args.amp == "on"):
+            loss = loss_fn(net(x), y)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+
+    return step
+
+
+def _plain_method(trainer, batch: dict):
+    """A method trainer's own step, called in a bare loop (schedules set once by the STARTED handlers)."""
+    from ignite.engine import Events
+
+    trainer.state.max_epochs, trainer.state.epoch_length = 1, 10**6
+    trainer.state.epoch = 1
+    trainer._fire_event(Events.STARTED)
+
+    def step() -> None:
+        trainer.state.iteration += 1
+        trainer.state.batch = batch
+        trainer._iteration(trainer, batch)
+
+    return step
+
+
+def _flops(network, image) -> float | None:
+    """Forward GFLOPs of one sample, counted as benchmarks/cmunext_complexity.py counts them."""
+    import torch
+    from cmunext_complexity import flop_counter_mode
+
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            flops, _ = flop_counter_mode(network, image)
+    except Exception:  # a network whose forward needs more than an image: not counted
+        return None
+    finally:
+        network.train(was_training)
+    return flops / 1e9
+
+
+def worker_plain(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
+    """The bare loop over one batch, then loader, inference, parameters and FLOPs."""
+    import torch
+    from monai.engines import SupervisedTrainer
+
+    workflow = _workflow(args, bundle)
+    parser = workflow.parser
+    trainer = parser.get_parsed_content("train#trainer")
+    loader = parser.get_parsed_content("train#dataloader")
+    batch = next(iter(loader))
+    network = parser.get_parsed_content("network")
+    if args.channels_last:
+        _channels_last(network, _spatial_dims(batch))
+    hand_written = type(trainer) is SupervisedTrainer
+    step = _plain_supervised(trainer, batch, args) if hand_written else _plain_method(trainer, batch)
+    times, cpu_times = [], []
+    for i in range(args.warmup + args.iterations):
+        _sync(args.device)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        step()
+        _sync(args.device)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu_start)
+
+    fetch = []
+    batches = iter(loader)
+    while len(fetch) < LOADER_BATCHES:  # a small training set is gone through more than once
+        start = time.perf_counter()
+        try:
+            next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            continue
+        fetch.append(time.perf_counter() - start)
+
+    inferer = parser.get_parsed_content("validate#inferer")
+    device = torch.device(args.device)
+    latency = []
+    network.eval()
+    with torch.no_grad(), torch.autocast(device.type, enabled=args.amp == "on"):
+        for i, case in enumerate(parser.get_parsed_content("validate#dataloader")):
+            if i >= VALIDATION_CASES:
+                break
+            image = case["image"].to(device)
+            _sync(args.device)
+            start = time.perf_counter()
+            inferer(image, network)
+            _sync(args.device)
+            latency.append(time.perf_counter() - start)
+    roi = getattr(inferer, "roi_size", None)
+    return {
+        "plain_loop": "hand-written PyTorch" if hand_written else f"{type(trainer).__name__}._iteration",
+        "plain_s_per_it": statistics.median(times),
+        "plain_cpu_s_per_it": statistics.median(cpu_times),
+        "loader_s_per_batch": statistics.median(fetch),
+        "batch_shape": list(batch["image"].shape),
+        "inferer": type(inferer).__name__ + (f" roi {list(roi)}" if roi is not None else ""),
+        "infer_case_shape": list(image.shape),
+        "infer_s_per_case": statistics.median(latency),
+        "params_m": sum(p.numel() for p in network.parameters()) / 1e6,
+        "gflops_per_sample": _flops(network, batch["image"][:1].to(device)),
+        **_memory(args.device),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ driver side
+def measure(args: argparse.Namespace, bundle: str, mode: str) -> dict[str, Any]:
+    """Run one worker in its own process and return its JSON result."""
+    with tempfile.TemporaryDirectory(prefix=f"speed_{bundle}_") as work:
+        cmd = [sys.executable, __file__, "--worker", mode, "--bundles", bundle, "--work_dir", work]
+        cmd += ["--schedule", args.schedule, "--iterations", str(args.iterations), "--warmup", str(args.warmup)]
+        cmd += ["--device", args.device, "--amp", args.amp, "--output", str(args.output)]
+        cmd += ["--channels_last"] if args.channels_last else []
+        cmd += [f"--override={item}" for item in args.override]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{bundle} {mode} measurement failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _torch_device(name: str):
+    import torch
+
+    return torch.device(name)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def markdown(results: list[dict[str, Any]], header: str) -> str:
+    """The table of the model cards."""
+    cuda = any("peak_cuda_mb" in r for r in results)
+    mem = "peak CUDA MB bundle / plain" if cuda else "peak RSS MB bundle / plain"
+    lines = [
+        header,
+        "",
+        "| bundle | trainer | plain loop | batch | bundle s/it | plain s/it | overhead | bundle CPU s/it | "
+        "plain CPU s/it | CPU overhead | overhead without the loader | loader s/batch | loader share of bundle it | "
+        f"inference s/case (inferer, case) | params M | GFLOPs/sample | {mem} |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        key = "peak_cuda_mb" if cuda else "peak_rss_mb"
+        lines.append(
+            f"| {r['bundle']} | {r['trainer']} | {r['plain_loop']} | {'x'.join(map(str, r['batch_shape']))} | "
+            f"{r['bundle_s_per_it']:.3f} | {r['plain_s_per_it']:.3f} | {r['overhead'] * 100:+.1f}% | "
+            f"{r['bundle_cpu_s_per_it']:.3f} | {r['plain_cpu_s_per_it']:.3f} | {r['cpu_overhead'] * 100:+.1f}% | "
+            f"{((r['bundle_s_per_it'] - r['bundle_fetch_s_per_it']) / r['plain_s_per_it'] - 1) * 100:+.1f}% | "
+            f"{r['loader_s_per_batch']:.3f} | {r['bundle_fetch_s_per_it'] / r['bundle_s_per_it'] * 100:.0f}% | "
+            f"{r['infer_s_per_case']:.3f} ({r['inferer']}, {'x'.join(map(str, r['infer_case_shape']))}) | "
+            f"{r['params_m']:.2f} | {_fmt(r['gflops_per_sample'], '.2f')} | "
+            f"{r['bundle_memory'][key]:.0f} / {r['plain_memory'][key]:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.amp == "on" and not args.device.startswith("cuda"):
+        raise SystemExit("--amp on needs a CUDA device (--device cuda)")
+    if args.worker:
+        worker = worker_bundle if args.worker == "bundle" else worker_plain
+        with contextlib.redirect_stdout(sys.stderr):  # the bundle's prints must not mix with the JSON line
+            result = worker(args, args.bundles[0])
+        print(json.dumps(result))
+        return 0
+    args.output.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        saved = json.loads((args.output / "speed.json").read_text())
+        table = markdown(saved["results"], saved["header"])
+        (args.output / "speed.md").write_text(table + "\n")
+        print(table)
+        return 0
+    bundles = args.bundles if args.bundles else bundles_with("quick")
+    load_before = load_average()
+    results, failed = [], []
+    for bundle in bundles:
+        try:
+            bundle_side = measure(args, bundle, "bundle")
+            plain_side = measure(args, bundle, "plain")
+        except RuntimeError as error:  # reported; the other bundles are still measured
+            print(error, flush=True)
+            failed.append(bundle)
+            continue
+        memory_keys = ("peak_rss_mb", "peak_cuda_mb")
+        row = {"bundle": bundle, **bundle_side, **plain_side}
+        row["bundle_memory"] = {k: bundle_side[k] for k in memory_keys if k in bundle_side}
+        row["plain_memory"] = {k: plain_side[k] for k in memory_keys if k in plain_side}
+        row["overhead"] = row["bundle_s_per_it"] / row["plain_s_per_it"] - 1
+        row["cpu_overhead"] = row["bundle_cpu_s_per_it"] / row["plain_cpu_s_per_it"] - 1
+        results.append(row)
+        print(
+            f"{bundle}: bundle {row['bundle_s_per_it']:.3f} s/it, plain {row['plain_s_per_it']:.3f} s/it "
+            f"({row['overhead'] * 100:+.1f}%); CPU s/it {row['bundle_cpu_s_per_it']:.3f} vs "
+            f"{row['plain_cpu_s_per_it']:.3f} ({row['cpu_overhead'] * 100:+.1f}%), load {load_average()}",
+            flush=True,
+        )
+    options = f"--device {args.device} --amp {args.amp}" + (" --channels_last" if args.channels_last else "")
+    options += "".join(f" --override {item}" for item in args.override)
+    header = (
+        f"{describe_machine(_torch_device(args.device))}; schedule {args.schedule}; {options}; "
+        f"median of {args.iterations} iterations after "
+        f"{args.warmup} warm-up; load {load_before} before, {load_average()} after; "
+        f"command: python benchmarks/speed.py {' '.join(sys.argv[1:] if argv is None else argv)}"
+    )
+    if failed:
+        header += f"; failed (see the output above): {', '.join(failed)}"
+    table = markdown(results, header)
+    (args.output / "speed.json").write_text(json.dumps({"header": header, "results": results}, indent=2) + "\n")
+    (args.output / "speed.md").write_text(table + "\n")
+    print(table)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    raise SystemExit(main())
