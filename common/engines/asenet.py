@@ -30,8 +30,8 @@ from monai.utils.enums import CommonKeys as Keys
 from torch import nn
 from torch.optim.optimizer import Optimizer
 
-from common.data.semi_supervised import LABELED_BATCH_SIZE_KEY
 from common.engines.adversarial import DiscriminatorSpec, MultiDiscriminatorTrainer
+from common.engines.semi_supervised import split_semi_supervised_batch
 from common.inferers.uncertainty import add_input_noise
 from common.losses.asenet import ThreeWayConsistencyLoss, segmentation_probabilities
 
@@ -126,24 +126,6 @@ class ASENetTrainer(MultiDiscriminatorTrainer):
         if hasattr(train_data_loader, "set_epoch"):  # DistributedSampler shuffles differ per epoch
             self.add_event_handler(Events.EPOCH_STARTED, lambda engine: train_data_loader.set_epoch(engine.state.epoch))
 
-    def _split(self, batchdata: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, int]:
-        if batchdata is None:
-            raise ValueError("Must provide batch data for current iteration.")
-        missing = [key for key in (self.image_key, self.label_key, LABELED_BATCH_SIZE_KEY) if key not in batchdata]
-        if missing:
-            raise ValueError(
-                f"an ASE-Net batch needs {missing} (use common.data.LabeledUnlabeledLoader); got {sorted(batchdata)}"
-            )
-        num_labeled = int(batchdata[LABELED_BATCH_SIZE_KEY])
-        images = batchdata[self.image_key].to(self.state.device, non_blocking=self.non_blocking, **self.to_kwargs)
-        labels = batchdata[self.label_key].to(self.state.device, non_blocking=self.non_blocking, **self.to_kwargs)
-        if labels.shape[0] != num_labeled or not 0 < num_labeled < images.shape[0]:
-            raise ValueError(
-                f"inconsistent batch: {images.shape[0]} images, {labels.shape[0]} labels, labeled_batch_size "
-                f"{num_labeled} (ASE-Net needs labeled and unlabeled cases in every batch)"
-            )
-        return images, labels, num_labeled
-
     def segmenter_step(
         self, engine: ASENetTrainer, batchdata: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -157,7 +139,7 @@ class ASENetTrainer(MultiDiscriminatorTrainer):
         Raises:
             AttributeError: no handler writes the consistency weight.
         """
-        images, labels, n = engine._split(batchdata)
+        images, labels, n = split_semi_supervised_batch(engine, batchdata, engine.image_key, engine.label_key, True)
         weight = getattr(engine.state, engine.consistency_weight_key, None)
         if weight is None:
             raise AttributeError(

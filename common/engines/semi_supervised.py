@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import torch
-from ignite.engine import Events
+from ignite.engine import Engine, Events
 from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
@@ -33,7 +33,7 @@ from torch.optim import Optimizer
 
 from common.data.semi_supervised import LABELED_BATCH_SIZE_KEY
 
-__all__ = ["SemiSupervisedBatch", "SemiSupervisedTrainer"]
+__all__ = ["SemiSupervisedBatch", "SemiSupervisedTrainer", "split_semi_supervised_batch"]
 
 
 class SemiSupervisedBatch(NamedTuple):
@@ -43,6 +43,47 @@ class SemiSupervisedBatch(NamedTuple):
     images: torch.Tensor
     labels: torch.Tensor
     num_labeled: int
+
+
+def split_semi_supervised_batch(
+    engine: Engine,
+    batchdata: dict[str, Any] | None,
+    image_key: str = Keys.IMAGE,
+    label_key: str = Keys.LABEL,
+    need_unlabeled: bool = False,
+) -> SemiSupervisedBatch:
+    """Move a batch of :class:`common.data.LabeledUnlabeledLoader` to the engine's device, labeled cases first.
+
+    Args:
+        engine: a MONAI trainer (its ``state.device``, ``non_blocking`` and ``to_kwargs`` are used).
+        batchdata: ``{"image": (B, ...), "label": (L, ...), "labeled_batch_size": L}``.
+        image_key: batch key of the images.
+        label_key: batch key of the labels.
+        need_unlabeled: the method needs unlabeled cases in every batch (``L < B``).
+
+    Raises:
+        ValueError: no batch, a missing key, or inconsistent sizes.
+    """
+    if batchdata is None:
+        raise ValueError("Must provide batch data for current iteration.")
+    missing = [key for key in (image_key, label_key, LABELED_BATCH_SIZE_KEY) if key not in batchdata]
+    if missing:
+        raise ValueError(
+            f"a semi-supervised batch needs {missing} (use common.data.LabeledUnlabeledLoader); got keys "
+            f"{sorted(batchdata)}"
+        )
+    num_labeled = int(batchdata[LABELED_BATCH_SIZE_KEY])
+    device, to_kwargs = engine.state.device, engine.to_kwargs  # type: ignore[attr-defined]
+    images = batchdata[image_key].to(device, non_blocking=engine.non_blocking, **to_kwargs)  # type: ignore[attr-defined]
+    labels = batchdata[label_key].to(device, non_blocking=engine.non_blocking, **to_kwargs)  # type: ignore[attr-defined]
+    most = images.shape[0] - 1 if need_unlabeled else images.shape[0]
+    if labels.shape[0] != num_labeled or not 0 < num_labeled <= most:
+        needs = " (the method needs labeled and unlabeled cases in every batch)" if need_unlabeled else ""
+        raise ValueError(
+            f"inconsistent batch: {images.shape[0]} images, {labels.shape[0]} labels, labeled_batch_size "
+            f"{num_labeled}{needs}"
+        )
+    return SemiSupervisedBatch(images, labels, num_labeled)
 
 
 class SemiSupervisedTrainer(SupervisedTrainer):
@@ -107,23 +148,7 @@ class SemiSupervisedTrainer(SupervisedTrainer):
         Raises:
             ValueError: no batch, a missing key, or inconsistent sizes.
         """
-        if batchdata is None:
-            raise ValueError("Must provide batch data for current iteration.")
-        missing = [key for key in (self.image_key, self.label_key, LABELED_BATCH_SIZE_KEY) if key not in batchdata]
-        if missing:
-            raise ValueError(
-                f"a semi-supervised batch needs {missing} (use common.data.LabeledUnlabeledLoader); got keys "
-                f"{sorted(batchdata)}"
-            )
-        num_labeled = int(batchdata[LABELED_BATCH_SIZE_KEY])
-        images = batchdata[self.image_key].to(self.state.device, non_blocking=self.non_blocking, **self.to_kwargs)
-        labels = batchdata[self.label_key].to(self.state.device, non_blocking=self.non_blocking, **self.to_kwargs)
-        if labels.shape[0] != num_labeled or not 0 < num_labeled <= images.shape[0]:
-            raise ValueError(
-                f"inconsistent batch: {images.shape[0]} images, {labels.shape[0]} labels, labeled_batch_size "
-                f"{num_labeled}"
-            )
-        return SemiSupervisedBatch(images, labels, num_labeled)
+        return split_semi_supervised_batch(self, batchdata, self.image_key, self.label_key)
 
     def state_value(self, name: str) -> Any:
         """A value a handler writes to ``engine.state`` (e.g. ``"consistency_weight"``).

@@ -12,6 +12,7 @@ from monai.utils import CommonKeys as Keys
 
 from common.data import LabeledUnlabeledLoader
 from common.engines import SemiSupervisedTrainer
+from common.engines.semi_supervised import split_semi_supervised_batch
 
 
 class MeanTeacherFree(SemiSupervisedTrainer):
@@ -88,6 +89,17 @@ def test_split_batch_and_state_errors() -> None:
     assert batch.num_labeled == 2 and batch.images.device.type == "cpu"
     with pytest.raises(AttributeError, match="RampScheduler"):
         trainer.state_value("consistency_weight")
+
+
+def test_a_method_that_needs_unlabeled_cases_refuses_an_all_labeled_batch() -> None:
+    trainer = make_trainer(make_loader())
+    all_labeled = {"image": torch.zeros(2, 1), "label": torch.zeros(2, 1), "labeled_batch_size": 2}
+    assert split_semi_supervised_batch(trainer, all_labeled).num_labeled == 2
+    with pytest.raises(ValueError, match="needs labeled and unlabeled cases in every batch"):
+        split_semi_supervised_batch(trainer, all_labeled, need_unlabeled=True)
+    mixed = {"image": torch.ones(3, 1), "label": torch.zeros(2, 1), "labeled_batch_size": 2}
+    images, labels, num_labeled = split_semi_supervised_batch(trainer, mixed, need_unlabeled=True)
+    assert images.shape == (3, 1) and labels.shape == (2, 1) and num_labeled == 2
 
 
 def test_the_base_leaves_the_step_to_the_method() -> None:

@@ -103,6 +103,8 @@ def test_set_temperature_everywhere_and_errors() -> None:
 
 
 def test_gradient_reaches_every_parameter_and_torchscript() -> None:
+    # seeded: with two hidden units, some random draws leave both ReLUs of the kernel attention off for the batch
+    torch.manual_seed(0)
     block = DyBAC(3, 4, 6)
     out = block(torch.randn(2, 4, 6, 6, 4))
     (out * torch.randn_like(out)).sum().backward()  # a plain sum would be flat through the batch norm
