@@ -6,8 +6,10 @@ The machine's description comes from ``benchmarks/timing.py`` (``describe_machin
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +20,8 @@ __all__ = [
     "bundles_with",
     "config_files",
     "config_list",
+    "display_command",
+    "display_path",
     "load_average",
     "monai_bundle_command",
     "run_logged",
@@ -111,3 +115,51 @@ def run_logged(cmd: Sequence[str], log: Path, threads: int | None = None, timeou
 def load_average() -> str:
     """The 1/5/15-minute load averages (the machine may be shared: every figure is recorded with them)."""
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as a report shows it: never this checkout's absolute location nor a temporary folder's.
+
+    Reports (model cards, README tables, ``*.md`` written under ``benchmarks/results``) travel with exported bundles
+    and are read on other machines, so the absolute folder of the checkout that measured them means nothing there and
+    names one developer's machine.
+
+    Args:
+        path: a file or folder as the user gave it.
+
+    Returns:
+        the path relative to the repository root when it lies inside the checkout; ``<tmp>/<name>`` when it lies in the
+        system's temporary folder (a scratch location: only its name carries meaning); otherwise the path as given
+        (the user's own data folder).
+    """
+    text = os.fspath(path)
+    resolved = Path(text).expanduser().resolve()
+    for base, shown in ((ROOT, None), (Path(tempfile.gettempdir()).resolve(), "<tmp>")):
+        try:
+            rest = resolved.relative_to(base)
+        except ValueError:
+            continue
+        if shown is None:
+            return rest.as_posix() or "."
+        return shown if rest == Path() else f"{shown}/{rest.as_posix()}"
+    return text
+
+
+def display_command(script: str, argv: Sequence[str]) -> str:
+    """``python <script> <args>`` as a user would type it from the repository root, for a report's header.
+
+    Args:
+        script: the script's path relative to the repository root, e.g. ``"benchmarks/accuracy.py"``.
+        argv: its arguments; each one that names an absolute or existing path (alone or as ``--key=path``) is shown
+            by :func:`display_path`.
+
+    Returns:
+        one shell-quoted command line.
+    """
+    shown = []
+    for arg in argv:
+        key, eq, value = arg.partition("=") if arg.startswith("--") and "=" in arg else ("", "", arg)
+        if value and (os.path.isabs(value) or (not value.startswith("-") and os.path.exists(value))):
+            value = display_path(value)
+        shown.append(f"{key}{eq}{value}" if eq else value)
+    return " ".join(["python", script, *(a if "<tmp>" in a else shlex.quote(a) for a in shown)])

@@ -43,7 +43,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from _common import RESULTS, ROOT, bundles_with, config_files, load_average, monai_bundle_command, run_logged
+from _common import (
+    RESULTS,
+    ROOT,
+    bundles_with,
+    config_files,
+    display_command,
+    display_path,
+    load_average,
+    monai_bundle_command,
+    run_logged,
+)
 from timing import describe_machine
 
 BASELINE = "supervised"
@@ -313,10 +323,11 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     csv_path, md_path, png_path = (args.output / f"accuracy.{ext}" for ext in ("csv", "md", "png"))
     threads_note = ", one torch thread each" if args.jobs > 1 else ""
+    data = display_path(args.dataset_dir) if args.dataset_dir else "phantoms"
     header = (
-        f"Schedule {args.schedule}, data {args.dataset_dir or 'phantoms'}; {describe_machine(torch.device('cpu'))}, "
+        f"Schedule {args.schedule}, data {data}; {describe_machine(torch.device('cpu'))}, "
         f"{args.jobs} run(s) at a time{threads_note}; "
-        f"command: python benchmarks/accuracy.py {' '.join(sys.argv[1:] if argv is None else argv)}"
+        f"command: {display_command('benchmarks/accuracy.py', sys.argv[1:] if argv is None else argv)}"
     )
     if args.report_only:
         rows = read_csv(csv_path)

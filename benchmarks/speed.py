@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, ROOT, bundles_with, config_files, load_average
+from _common import RESULTS, ROOT, bundles_with, config_files, display_command, load_average
 from timing import describe_machine
 
 VALIDATION_CASES = 3  # inference latency: median over this many validation cases
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{describe_machine(_torch_device(args.device))}; schedule {args.schedule}; {options}; "
         f"median of {args.iterations} iterations after "
         f"{args.warmup} warm-up; load {load_before} before, {load_average()} after; "
-        f"command: python benchmarks/speed.py {' '.join(sys.argv[1:] if argv is None else argv)}"
+        f"command: {display_command('benchmarks/speed.py', sys.argv[1:] if argv is None else argv)}"
     )
     if failed:
         header += f"; failed (see the output above): {', '.join(failed)}"
