@@ -4,20 +4,24 @@ From an image ``X`` (per sample of a batch: its own minimum and maximum over all
 
 - ``Xa = 255 (X - min X) / (max X - min X)``;
 - for each order ``k`` (0.5 and 1.5): ``Xk = Xa^k`` and the multi-order normalized image (MONI)
-  ``Xm_k = ((Xk - min Xk) / (max Xk - min Xk))^(1/k)``;
-- the multi-order normalized gradients (MONG): the 3D Sobel responses of each ``Xm_k`` along each spatial axis
+  ``MONI_k = Phi_n(Xk) / 255 = (Xa / 255)^k`` (``Phi_n``: min-max normalisation to [0, 255]), in [0, 1];
+- the multi-order normalized gradients (MONG): the 3D Sobel responses of each ``MONI_k`` along each spatial axis
   (derivative ``[-1, 0, 1]`` along the axis, smoothing ``[1, 2, 1]`` along the others: the kernel of
   ``scipy.ndimage.sobel``, with its default border, the edge value repeated), computed as separable passes.
 
-Output channels: ``[Xm_0.5, Xm_1.5, d0 Xm_0.5, d1 Xm_0.5, d2 Xm_0.5, d0 Xm_1.5, d1 Xm_1.5, d2 Xm_1.5]`` (2 MONI + 6
-MONG for 3D; 2 + 4 in 2D), computed with torch on the input's device (``benchmarks/monr_targets.py`` compares with
-scipy per volume).
+Output channels: ``[MONI_0.5, MONI_1.5, d0 MONI_0.5, d1 MONI_0.5, d2 MONI_0.5, d0 MONI_1.5, d1 MONI_1.5,
+d2 MONI_1.5]`` (2 MONI + 6 MONG for 3D; 2 + 4 in 2D), computed with torch on the input's device
+(``benchmarks/monr_targets.py`` compares with scipy per volume).
 
-Note on the formula: ``Xa`` has minimum 0 and maximum 255, so ``Xk`` runs from 0 to ``255^k`` and
-``Xm_k = (Xa^k / 255^k)^(1/k) = Xa / 255`` for every ``k``: as written in the paper (and in METHODS.md), the two
-orders give the same image. ``inverse_order=False`` leaves out the ``1/k`` root, so that the two MONI are the
-gamma-corrected images ``(Xa / 255)^k``, which do differ (0.5 stretches the dark range where the lumen lies, 1.5 the
-bright range of walls and vessels); it is a documented switch, not the default.
+Formulas (``formula``):
+
+- ``"power"`` (default; METHODS.md, DMGSA item 2): ``MONI_k = (Xa / 255)^k``: a low order (0.5 stretches the dark
+  range where the airway lumen lies) and a high order (1.5 stretches the bright range of walls and vessels) that
+  differ, and MONG is the gradient of MONI, as the written MONG formula ``Sobel(Phi_n(Xk))`` reads.
+- ``"as_written"``: the MONI formula as the background document writes it (METHODS.md, DMGSA item 2),
+  ``((Xk - min Xk) / (max Xk - min Xk))^(1/k)``. It is **degenerate**: ``Xa`` spans [0, 255], so ``Xk`` spans
+  [0, 255^k] and the root gives back ``Xa / 255`` for every ``k``; the two MONI are one image and the six MONG three
+  duplicated pairs (a single-order method). Kept as a switch to reproduce that reading.
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ from monai.transforms import Transform
 from monai.utils import TransformBackends
 from monai.utils.type_conversion import convert_to_dst_type, convert_to_tensor
 
-__all__ = ["MultiOrderResponses", "multi_order_images", "sobel_gradients"]
+__all__ = ["MONR_FORMULAS", "MultiOrderResponses", "multi_order_images", "sobel_gradients"]
 
 _EPS = 1e-8
+
+MONR_FORMULAS = ("power", "as_written")
+"""The MONI formulas: ``"power"`` ``(Xa / 255)^k`` (default), ``"as_written"`` the degenerate written formula."""
 
 
 def _per_sample_min_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,29 +55,36 @@ def _normalise(x: torch.Tensor) -> torch.Tensor:
     return (x - low) / torch.clamp(high - low, min=_EPS)
 
 
-def multi_order_images(
-    x: torch.Tensor, orders: Sequence[float] = (0.5, 1.5), inverse_order: bool = True
-) -> torch.Tensor:
+def multi_order_images(x: torch.Tensor, orders: Sequence[float] = (0.5, 1.5), formula: str = "power") -> torch.Tensor:
     """The MONI of a batch.
 
     Args:
-        x: ``(B, 1, *spatial)`` images (any range).
+        x: ``(B, 1, *spatial)`` images (any range, e.g. Hounsfield units or a windowed [0, 1] patch).
         orders: the exponents ``k``.
-        inverse_order: apply the ``1/k`` root after the second normalisation (the paper's formula).
+        formula: ``"power"``: ``(Xa / 255)^k`` (default); ``"as_written"``: ``(Phi(Xa^k))^(1/k)``, which is
+            ``Xa / 255`` for every ``k`` (degenerate, see the module docstring).
 
     Returns:
         ``(B, len(orders), *spatial)`` in [0, 1], float32 (float64 inputs stay float64).
+
+    Raises:
+        ValueError: not a ``(B, 1, *spatial)`` batch, a non-positive order or an unknown formula.
     """
     if x.ndim < 3 or x.shape[1] != 1:
         raise ValueError(f"expected (B, 1, *spatial) images, got shape {tuple(x.shape)}")
+    if formula not in MONR_FORMULAS:
+        raise ValueError(f"formula must be one of {MONR_FORMULAS}, got {formula!r}")
     x = x if x.is_floating_point() else x.float()
     scaled = 255.0 * _normalise(x)
     images = []
     for k in orders:
         if k <= 0:
             raise ValueError(f"the orders must be positive, got {k}")
-        powered = _normalise(scaled**k)
-        images.append(powered ** (1.0 / k) if inverse_order else powered)
+        if formula == "as_written":
+            images.append(_normalise(scaled**k) ** (1.0 / k))
+        else:
+            # Phi_n(Xa^k) / 255 in closed form: Xa^k spans [0, 255^k] (0 where X is at its minimum)
+            images.append((scaled / 255.0) ** k)
     return torch.cat(images, dim=1)
 
 
@@ -126,16 +140,19 @@ class MultiOrderResponses(Transform):
 
     Args:
         orders: the exponents ``k`` (DMGSA: 0.5 and 1.5).
-        inverse_order: apply the ``1/k`` root of the paper's formula (see the module note).
+        formula: ``"power"`` (default): ``MONI_k = (Xa / 255)^k``; ``"as_written"``: the degenerate formula whose
+            orders coincide (see the module docstring).
     """
 
     backend = [TransformBackends.TORCH]
 
-    def __init__(self, orders: Sequence[float] = (0.5, 1.5), inverse_order: bool = True) -> None:
+    def __init__(self, orders: Sequence[float] = (0.5, 1.5), formula: str = "power") -> None:
         if not orders or any(k <= 0 for k in orders):
             raise ValueError(f"orders must be positive exponents, got {orders}")
+        if formula not in MONR_FORMULAS:
+            raise ValueError(f"formula must be one of {MONR_FORMULAS}, got {formula!r}")
         self.orders = tuple(float(k) for k in orders)
-        self.inverse_order = inverse_order
+        self.formula = formula
 
     def num_channels(self, spatial_dims: int = 3) -> int:
         """Number of output channels: MONI (one per order) then MONG (``spatial_dims`` per order)."""
@@ -152,7 +169,7 @@ class MultiOrderResponses(Transform):
         """
         tensor = convert_to_tensor(img, track_meta=False)
         with torch.no_grad():
-            moni = multi_order_images(tensor, self.orders, self.inverse_order)
+            moni = multi_order_images(tensor, self.orders, self.formula)
             mong = sobel_gradients(moni)
             output = torch.cat([moni, mong], dim=1)
         result, *_ = convert_to_dst_type(output, dst=img, dtype=output.dtype)

@@ -1,13 +1,14 @@
-"""Tests of ``common.networks.CMUNeXt``: shapes, exact parameter counts, TorchScript, gradients, residual, errors."""
+"""Tests of ``common.networks.CMUNeXt``: shapes, parameter counts, TorchScript, gradients, residual, skip order."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from monai.bundle import ConfigParser
 
 from common.networks import CMUNeXt
-from common.networks.cmunext import CMUNeXtBlock
+from common.networks.cmunext import CMUNeXtBlock, CMUNeXtUpStage
 
 VARIANTS = ("cmunext", "cmunext_s", "cmunext_l")
 
@@ -155,6 +156,49 @@ def test_block_residual_wraps_depthwise_branch() -> None:
         torch.testing.assert_close(y, block.mlp(x))
         assert not torch.allclose(y, block.mlp(torch.zeros_like(x)), atol=1e-3)
         assert not torch.allclose(y[0], y[1], atol=1e-3)
+
+
+def _single_tap(conv: torch.nn.Conv2d, taps: dict[tuple[int, int], float]) -> None:
+    """Zero ``conv`` (weights and bias), then set the centre tap of each ``(out, in-group)`` pair listed."""
+    conv.weight.zero_()
+    conv.bias.zero_()
+    centre = conv.kernel_size[0] // 2
+    for (out_channel, in_channel), value in taps.items():
+        conv.weight[out_channel, in_channel, centre, centre] = value
+
+
+@pytest.mark.parametrize("branch", ["skip", "up"])
+def test_skip_fusion_concatenates_skip_then_up(branch: str) -> None:
+    """Hand-built C = 1 decoder stage: the fusion's group conv passes channel 0 to channel 0 and channel 1 to channel 1,
+    every BN is the identity, and the 1x1 MLP reads one channel only; ``branch`` says which. The official code
+    (``torch.cat((x4, d5), dim=1)``) and METHODS.md put the skip first, so channel 0 is the skip: reading channel 0
+    gives ``GELU(GELU(GELU(skip)))``, channel 1 the same of the upsampled branch. Swapping the concat order to
+    ``[up, skip]`` exchanges the two results and fails both cases."""
+    stage = CMUNeXtUpStage(in_channels=1, out_channels=1).eval()
+    with torch.no_grad():
+        for module in stage.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):  # eval-mode BN as the identity: (x - 0) / sqrt(1 - eps + eps)
+                module.running_mean.zero_()
+                module.running_var.fill_(1.0 - module.eps)
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+        _single_tap(stage.up[1][0], {(0, 0): 1.0})  # the up conv: identity, so up = ReLU(bilinear x2 of x)
+        fuse = stage.fusion.fuse
+        _single_tap(fuse[0], {(0, 0): 1.0, (1, 0): 1.0})  # groups = 2: each output channel copies its own input
+        _single_tap(fuse[3], {(0, 0 if branch == "skip" else 1): 1.0})  # 2C -> 4C: hidden 0 reads one channel
+        _single_tap(fuse[6], {(0, 0): 1.0})  # 4C -> C: the output is hidden 0
+        x = torch.tensor([[0.0, 4.0], [8.0, 12.0]]).reshape(1, 1, 2, 2)
+        skip = torch.tensor(
+            [[-3.0, -2.0, -1.0, 0.0], [1.0, 2.0, 3.0, -4.0], [0.5, -0.5, 1.5, -1.5], [2.5, -2.5, 0.25, -0.25]]
+        ).reshape(1, 1, 4, 4)
+        # bilinear x2 (half-pixel centres) by hand: [a, b] -> [a, (3a + b) / 4, (a + 3b) / 4, b] along each axis
+        up = torch.tensor(
+            [[0.0, 1.0, 3.0, 4.0], [2.0, 3.0, 5.0, 6.0], [6.0, 7.0, 9.0, 10.0], [8.0, 9.0, 11.0, 12.0]]
+        ).reshape(1, 1, 4, 4)
+        torch.testing.assert_close(stage.up(x), up)
+        read = skip if branch == "skip" else up
+        expected = F.gelu(F.gelu(F.gelu(read)))
+        torch.testing.assert_close(stage(x, skip), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_bundle_config_instantiation() -> None:
