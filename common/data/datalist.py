@@ -12,12 +12,16 @@ File format::
 without their label (they carry no ``"label"`` key). On disk, ``image`` and ``label`` paths are relative to
 ``dataset_dir``; :func:`load_datalist` returns them absolute, ready for MONAI's ``Dataset``. A ``label`` may be a
 list of files whose union is the mask (BUSI's extra masks; MONAI's ``LoadImage`` stacks them along channels).
+
+``test`` is held out: no case of it is in ``training``, ``unlabeled`` or ``validation``, so the split that selects
+the checkpoint (``validation``) never scores it; :func:`evaluation_cases` is what an evaluation reads.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import os
 import uuid
@@ -32,6 +36,7 @@ __all__ = [
     "LIST_KEYS",
     "OFFICIAL_SPLIT_KEY",
     "PATH_KEYS",
+    "evaluation_cases",
     "load_datalist",
     "save_datalist",
     "split_cases",
@@ -47,6 +52,8 @@ OFFICIAL_SPLIT_KEY = "official_split"
 """Per-case key a layout adapter sets when the data set defines the case's split itself."""
 
 _OFFICIAL_SPLITS = ("training", "validation", "test")
+
+logger = logging.getLogger("common.data")
 
 
 def _count(fraction: float, total: int) -> int:
@@ -93,7 +100,6 @@ def split_cases(
     labeled: int | float | None = None,
     seed: int = 0,
     use_official_split: bool = True,
-    test_from_validation: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
     """Split cases into labeled training, unlabeled training, validation and test lists, reproducibly.
 
@@ -113,6 +119,10 @@ def split_cases(
     test set plus a validation set drawn from its training cases. With ``use_official_split=False`` every case is
     split by the fractions.
 
+    The four lists are disjoint: a case is in exactly one of them, so ``test`` is never the set that selects the
+    checkpoint (protocols that report on their validation split, e.g. CMUNeXt's 70/30, are reproduced by evaluating
+    ``"validation"`` explicitly, see :func:`evaluation_cases`; the figures are then selection-set figures).
+
     Counts: ``round(fraction * n)`` (halves up), and at least 1 when the fraction is positive; at least one
     training case must remain.
 
@@ -128,8 +138,6 @@ def split_cases(
             without their ``"label"`` key.
         seed: seed of the random draws.
         use_official_split: honour the cases' ``"official_split"``.
-        test_from_validation: make ``"test"`` a copy of ``"validation"`` (protocols that report on the validation
-            split, e.g. CMUNeXt's 70/30); then ``test_fraction`` must be 0 and no case may be officially "test".
 
     Returns:
         ``{"training": [...], "unlabeled": [...], "validation": [...], "test": [...]}``, each list sorted by id.
@@ -142,8 +150,6 @@ def split_cases(
     _check_fraction("test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1.0:
         raise ValueError(f"val_fraction + test_fraction must be below 1, got {val_fraction} + {test_fraction}")
-    if test_from_validation and test_fraction > 0:
-        raise ValueError("test_from_validation=True makes the test list a copy of validation: set test_fraction=0")
     case_list = [dict(case) for case in cases]
     if not case_list:
         raise ValueError("no cases to split")
@@ -164,11 +170,6 @@ def split_cases(
         if official not in (None, *_OFFICIAL_SPLITS):
             raise ValueError(f"case {case['id']}: official_split must be one of {_OFFICIAL_SPLITS}, got {official!r}")
         (held_out[official] if official in held_out else pool).append(case)
-    if test_from_validation and held_out["test"]:
-        raise ValueError(
-            f"test_from_validation=True, but {len(held_out['test'])} cases have an official test split: "
-            "set use_official_split=False or test_from_validation=False"
-        )
 
     split_sequence, labeled_sequence = np.random.SeedSequence(seed).spawn(2)
     order = np.random.default_rng(split_sequence).permutation(len(pool))
@@ -194,8 +195,57 @@ def split_cases(
         "training": [_clean(case, keep_label=True) for i, case in enumerate(training) if i in labeled_positions],
         "unlabeled": [_clean(case, keep_label=False) for i, case in enumerate(training) if i not in labeled_positions],
         "validation": by_id([_clean(case, keep_label=True) for case in validation]),
-        "test": by_id([_clean(case, keep_label=True) for case in (validation if test_from_validation else test)]),
+        "test": by_id([_clean(case, keep_label=True) for case in test]),
     }
+
+
+def _case_key(case: Mapping[str, Any]) -> str:
+    """A case's identity: its id, or its image path in hand-written datalists without ids."""
+    return str(case["id"]) if "id" in case else os.fspath(case["image"])
+
+
+def evaluation_cases(datalist: Mapping[str, Any], split: str = "test") -> list[dict[str, Any]]:
+    """The cases an evaluation scores: the datalist's held-out ``split`` list, refused when it cannot be honest.
+
+    ``"test"`` must be non-empty and share no case with ``training``, ``unlabeled`` or ``validation`` (a hand-written
+    datalist, or one from a version that copied validation into test, is refused). ``"validation"`` is allowed, to
+    reproduce protocols that report on the split that also selected the checkpoint, and says so in the log: those
+    figures are optimistic, not test figures.
+
+    Args:
+        datalist: a datalist (see :func:`split_cases` / :func:`load_datalist`).
+        split: ``"test"`` (the default of every bundle's ``evaluate.json``) or ``"validation"``.
+
+    Returns:
+        The cases of ``split``, as a new list.
+
+    Raises:
+        ValueError: ``split`` is not a held-out split, its list is empty or missing, or ``"test"`` shares cases
+            with another list.
+    """
+    if split not in ("test", "validation"):
+        raise ValueError(f"evaluation scores a held-out split, 'test' or 'validation'; got {split!r}")
+    cases = datalist.get(split) or []
+    if not cases:
+        raise ValueError(
+            f"the datalist's {split!r} list is empty: there is nothing to score. Give the split a held-out share "
+            "(test_fraction > 0, val_fraction > 0) or the data set's official test list, and prepare the datalist again"
+        )
+    if split == "test":
+        others = {_case_key(case) for key in ("training", "unlabeled", "validation") for case in datalist.get(key, [])}
+        shared = sorted({_case_key(case) for case in cases} & others)
+        if shared:
+            raise ValueError(
+                f"{len(shared)} test case(s) are also training or validation cases ({shared[:5]}): scores on them "
+                "are not test figures; prepare the datalist again with common.data.prepare_datalist"
+            )
+    else:
+        logger.warning(
+            "scoring the validation split (%d cases), which selected the checkpoint: these are selection-set figures, "
+            "optimistic as test figures",
+            len(cases),
+        )
+    return list(cases)
 
 
 def _map_paths(case: Mapping[str, Any], convert: Callable[[str], str]) -> dict[str, Any]:

@@ -167,7 +167,8 @@ def ensure_dataset(
     if not generate_phantom:
         raise FileNotFoundError(
             f"dataset_dir {dataset_dir} {state}: expected a data set in the {layout.name} layout "
-            f"({layout.description}); point dataset_dir at it, or set generate_phantom to write the demo phantom there"
+            f"({layout.description}): point --dataset_dir at it (and --dataset_layout at its layout); "
+            "a bundle writes its demo phantom only when dataset_dir is left at its default, the phantom folder"
         )
     if phantom is None:
         raise ValueError(f"dataset_dir {dataset_dir} {state} and generate_phantom is set, but no phantom was given")
@@ -175,6 +176,46 @@ def ensure_dataset(
         raise TypeError(f"phantom must have num_cases, params() and generate(index), got {type(phantom).__name__}")
     _generate(dataset_dir, phantom, layout)
     return True
+
+
+def _warn_if_held_out_cases_moved(
+    output_file: Path, dataset_dir: Path, layout: Layout, lists: dict[str, list[dict[str, Any]]], seed: int
+) -> None:
+    """Warn when ``output_file`` holds this data set's datalist with other held-out cases than ``lists``.
+
+    A model trained on the earlier split may have trained on cases that are test cases now; the file is about to be
+    overwritten, so this is the last moment to say so.
+    """
+    if not output_file.is_file():
+        return
+    try:
+        earlier = json.loads(output_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return  # not a datalist we can compare with; save_datalist replaces it
+    if not isinstance(earlier, dict) or earlier.get("layout") != layout.name:
+        return
+    if os.path.abspath(str(earlier.get("dataset_dir", ""))) != str(dataset_dir):
+        return
+
+    def case_ids(content: dict[str, Any], keys: tuple[str, ...]) -> set[str]:
+        return {str(case.get("id")) for key in keys for case in content.get(key) or [] if isinstance(case, dict)}
+
+    test_now = case_ids(lists, ("test",))
+    if test_now == case_ids(earlier, ("test",)) and case_ids(lists, ("validation",)) == case_ids(
+        earlier, ("validation",)
+    ):
+        return
+    seen = test_now & case_ids(earlier, ("training", "unlabeled", "validation"))
+    logger.warning(
+        "%s held another split of %s (seed %s, now %s): %d of today's %d test cases were training or validation "
+        "cases there; a model trained on that split must not be scored on this one (use another output_dir)",
+        output_file,
+        dataset_dir,
+        earlier.get("seed"),
+        seed,
+        len(seen),
+        len(test_now),
+    )
 
 
 def prepare_datalist(
@@ -189,11 +230,16 @@ def prepare_datalist(
     labeled: int | float | None = None,
     seed: int = 0,
     use_official_split: bool = True,
-    test_from_validation: bool = False,
     check: bool = True,
     name: str | None = None,
 ) -> dict[str, Any]:
     """Build, check and save the datalist of a data set folder; write the phantom first if the folder is missing.
+
+    The split is drawn once from ``seed`` and written to ``output_file``, which is the record of which cases were
+    held out; training and evaluation of one run rebuild the same split from the same arguments. Two warnings guard
+    the test split: an empty ``test`` list (evaluation would have nothing to score) and, when ``output_file`` already
+    holds a datalist of the same data set whose held-out cases differ (another seed or fractions), the count of
+    today's test cases that the earlier split used for training or validation.
 
     Args:
         dataset_dir: the data set folder, in ``layout`` (see the layout adapters for the folders they accept).
@@ -207,7 +253,6 @@ def prepare_datalist(
         labeled: see :func:`common.data.split_cases`.
         seed: see :func:`common.data.split_cases`.
         use_official_split: see :func:`common.data.split_cases`.
-        test_from_validation: see :func:`common.data.split_cases`.
         check: run :func:`common.data.check_cases` on every case of the datalist.
         name: the datalist's name (default: the layout name).
 
@@ -237,10 +282,17 @@ def prepare_datalist(
         "test_fraction": test_fraction,
         "labeled": labeled,
         "use_official_split": use_official_split,
-        "test_from_validation": test_from_validation,
     }
     lists = split_cases(cases, seed=seed, **split_arguments)
     logger.info("split (seed %d): %s", seed, ", ".join(f"{len(lists[key])} {key}" for key in LIST_KEYS))
+    if not lists["test"]:
+        logger.warning(
+            "the test list is empty (test_fraction=%s and %s has no official test split): evaluation will have "
+            "nothing to score; set test_fraction > 0",
+            test_fraction,
+            layout.name,
+        )
+    _warn_if_held_out_cases_moved(output_file, dataset_dir, layout, lists, seed)
 
     if check:
         start = time.perf_counter()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 
 import pytest
 
-from common.data import load_datalist, save_datalist, split_cases
+from common.data import evaluation_cases, load_datalist, save_datalist, split_cases
 
 
 def make_cases(count: int, **extra: object) -> list[dict]:
@@ -116,11 +117,80 @@ def test_extra_keys_are_kept() -> None:
     assert all(case["category"] == "benign" for key in split for case in split[key])
 
 
-def test_test_from_validation_copies_validation() -> None:
-    split = split_cases(make_cases(647), val_fraction=0.3, test_from_validation=True, seed=41)
-    assert len(split["validation"]) == 194
-    assert split["test"] == split["validation"]
-    assert split["test"] is not split["validation"]
+def test_an_official_validation_split_alone_leaves_the_test_fraction_to_the_other_cases() -> None:
+    """UG-MCL's train.txt + val.txt without test.txt: the test cases are drawn from the officially training ones."""
+    cases = make_cases(40, official_split="training") + official_cases("validation", "val", 5)
+    split = split_cases(cases, val_fraction=0.1, test_fraction=0.2, seed=1337)
+    assert ids(split["validation"]) == [f"val{i}" for i in range(5)]
+    assert len(split["test"]) == 8  # round(0.2 * 40): the fraction counts among the 40 cases not held out
+    assert len(split["training"]) == 32
+    assert all(case["id"].startswith("case") for case in split["test"])
+
+
+def key_sets(split: dict) -> dict[str, set[str]]:
+    return {key: set(ids(split[key])) for key in ("training", "unlabeled", "validation", "test")}
+
+
+@pytest.mark.parametrize(
+    "cases",
+    [
+        make_cases(647),
+        make_cases(20, official_split="training") + official_cases("test", "test", 3),
+        make_cases(20, official_split="training") + official_cases("validation", "val", 3),
+    ],
+)
+def test_the_four_lists_are_disjoint_and_the_test_list_is_never_validation(cases: list[dict]) -> None:
+    split = split_cases(cases, val_fraction=0.3, test_fraction=0.2, labeled=0.5, seed=41)
+    sets = key_sets(split)
+    assert sets["test"] and sets["validation"]
+    names = list(sets)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            assert not sets[first] & sets[second], (first, second)
+    assert set().union(*sets.values()) == set(ids(cases))
+
+
+def test_copying_validation_into_test_is_no_longer_an_option() -> None:
+    """The old ``test_from_validation`` switch reported on the selection set under the name "test"."""
+    with pytest.raises(TypeError, match="test_from_validation"):
+        split_cases(make_cases(10), val_fraction=0.3, test_from_validation=True)  # type: ignore[call-arg]
+
+
+def test_evaluation_cases_returns_the_test_list() -> None:
+    split = split_cases(make_cases(10), val_fraction=0.2, test_fraction=0.2, seed=0)
+    cases = evaluation_cases(split)
+    assert cases == split["test"] and cases is not split["test"]
+    assert len(cases) == 2
+    assert not set(ids(cases)) & set(ids(split["validation"]))
+
+
+def test_evaluation_refuses_an_empty_test_list() -> None:
+    """ASE-Net's old ``test_fraction: 0.0`` on a layout without an official test list."""
+    split = split_cases(make_cases(10), val_fraction=0.2, test_fraction=0.0, seed=0)
+    with pytest.raises(ValueError, match=r"'test' list is empty.*test_fraction > 0"):
+        evaluation_cases(split)
+    with pytest.raises(ValueError, match="'test' list is empty"):
+        evaluation_cases({"training": split["training"]})
+
+
+def test_evaluation_refuses_a_test_list_that_is_the_validation_list() -> None:
+    """CMUNeXt's old ``test_from_validation: true`` datalist: "test" was a copy of the validation cases."""
+    split = split_cases(make_cases(10), val_fraction=0.3, seed=41)
+    split["test"] = [dict(case) for case in split["validation"]]
+    with pytest.raises(ValueError, match="3 test case"):
+        evaluation_cases(split)
+    hand_written = {"training": [{"image": "/d/a.png", "label": "/d/a_m.png"}], "test": [{"image": "/d/a.png"}]}
+    with pytest.raises(ValueError, match="1 test case"):  # no ids: the image path identifies the case
+        evaluation_cases(hand_written)
+
+
+def test_evaluation_of_the_validation_split_is_allowed_and_says_what_it_is(caplog) -> None:
+    split = split_cases(make_cases(10), val_fraction=0.3, seed=41)
+    with caplog.at_level(logging.WARNING, logger="common.data"):
+        assert evaluation_cases(split, "validation") == split["validation"]
+    assert "selected the checkpoint" in caplog.text
+    with pytest.raises(ValueError, match="held-out split"):
+        evaluation_cases(split, "training")
 
 
 @pytest.mark.parametrize(
@@ -136,9 +206,7 @@ def test_test_from_validation_copies_validation() -> None:
         (make_cases(10), {"val_fraction": 0.6, "test_fraction": 0.4}, "below 1"),
         (make_cases(10), {"val_fraction": -0.1}, r"val_fraction must be a number in \[0, 1\)"),
         (make_cases(10), {"test_fraction": 1.0}, "test_fraction"),
-        (make_cases(10), {"test_fraction": 0.1, "test_from_validation": True}, "test_fraction=0"),
         (make_cases(2, official_split="holdout"), {}, "official_split must be one of"),
-        (make_cases(2, official_split="test"), {"test_from_validation": True}, "official test split"),
         (make_cases(2, official_split="validation"), {}, "no training case left"),
         (make_cases(2), {"val_fraction": 0.5, "test_fraction": 0.4}, "no training case left"),
     ],

@@ -196,3 +196,42 @@ def test_3d_phantom_in_the_la_layout_is_split_like_the_benchmark(tmp_path: Path)
     assert [case["id"] for case in datalist["test"]] == ["phantom_0008", "phantom_0009"]
     assert (len(datalist["training"]), len(datalist["unlabeled"]), len(datalist["validation"])) == (2, 5, 1)
     assert all(Path(case["image"]).name == "mri_norm2.h5" for key in ("training", "test") for case in datalist[key])
+
+
+def test_the_test_split_is_written_to_the_datalist_and_an_empty_one_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dataset_dir = tmp_path / "user"
+    build_user_kvasir(dataset_dir, count=10)
+    output = tmp_path / "out" / "datalist.json"
+    with caplog.at_level(logging.WARNING, logger="common.data"):
+        datalist = prepare_datalist(dataset_dir, "kvasir_seg", output, val_fraction=0.1, test_fraction=0.2, seed=41)
+    assert "test list is empty" not in caplog.text
+    on_disk = json.loads(output.read_text())
+    assert [case["id"] for case in on_disk["test"]] == [case["id"] for case in datalist["test"]]
+    assert len(on_disk["test"]) == 2 and on_disk["split"]["test_fraction"] == 0.2 and on_disk["seed"] == 41
+    assert "test_from_validation" not in on_disk["split"]
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="common.data"):
+        prepare_datalist(dataset_dir, "kvasir_seg", tmp_path / "other.json", val_fraction=0.1, test_fraction=0.0)
+    assert "the test list is empty (test_fraction=0.0 and kvasir_seg has no official test split)" in caplog.text
+
+
+def test_rewriting_a_datalist_with_other_held_out_cases_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A model trained on the split of seed 41 must not be scored on the test cases of seed 42."""
+    dataset_dir = tmp_path / "user"
+    build_user_kvasir(dataset_dir, count=10)
+    output = tmp_path / "out" / "datalist.json"
+    first = prepare_datalist(dataset_dir, "kvasir_seg", output, val_fraction=0.1, test_fraction=0.2, seed=41)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="common.data"):
+        prepare_datalist(dataset_dir, "kvasir_seg", output, val_fraction=0.1, test_fraction=0.2, seed=41)
+    assert "another split" not in caplog.text  # the same arguments give the same split: nothing to say
+
+    with caplog.at_level(logging.WARNING, logger="common.data"):
+        second = prepare_datalist(dataset_dir, "kvasir_seg", output, val_fraction=0.1, test_fraction=0.2, seed=42)
+    earlier_seen = {c["id"] for key in ("training", "unlabeled", "validation") for c in first[key]}
+    moved = len({c["id"] for c in second["test"]} & earlier_seen)
+    assert moved > 0, "seeds 41 and 42 should draw different test cases on this fixture"
+    assert f"(seed 41, now 42): {moved} of today's 2 test cases were training or validation cases" in caplog.text
