@@ -5,6 +5,7 @@ from .deeplabv3plus import ASPP, DeepLabV3Plus, load_encoder_weights
 from .dmgsa import DMGSANet, DMGSATrainingModel, GMGSBlock, dmgsa_architecture
 from .dual_task_vnet import DualTaskVNet
 from .dybac import DyBAC, DynamicDepthwiseConv, KernelAttention, SpatialGate, set_dybac_temperature
+from .param_groups import weight_decay_param_groups
 from .probability_ensemble import ProbabilityEnsemble
 
 __all__ = ["CMUNeXt", "DMGSANet", "DMGSATrainingModel", "GMGSBlock", "dmgsa_architecture", "DualTaskVNet"]
@@ -12,3 +13,4 @@ __all__ += ["ASPP", "DeepLabV3Plus", "ProbabilityEnsemble", "load_encoder_weight
 
 __all__ += ["ASENetDiscriminator", "DyBAC", "DyBACUNet", "DyBACVNet", "DynamicDepthwiseConv", "KernelAttention"]
 __all__ += ["SpatialGate", "set_dybac_temperature"]
+__all__ += ["weight_decay_param_groups"]

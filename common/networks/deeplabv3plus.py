@@ -3,11 +3,15 @@
 The segmentation network of CPS (Chen et al., CVPR 2021, TorchSemiSeg) and of DFCPS (Chen et al., ISBI 2024), after
 DeepLabv3+ (Chen et al., ECCV 2018):
 
-- **encoder**: MONAI's ``ResNet`` with bottleneck blocks (``layers=(3, 4, 6, 3)``: ResNet-50; torchvision's layout
-  and parameter names, so an ImageNet state dict in torchvision's format loads into it), its last stage(s) turned
-  from strided into dilated convolutions: output stride 16 (TorchSemiSeg's setting: ``layer4`` without stride, its
-  three blocks dilated by ``2 * (1, 2, 4)``, DeepLabv3's multi-grid) or 8 (``layer3`` dilated by 2 as well, ``layer4``
-  by ``4 * (1, 2, 4)``);
+- **encoder**: MONAI's ``ResNet`` with bottleneck blocks (``layers=(3, 4, 6, 3)``: ResNet-50), its stem either
+  ResNet-50-C's (``stem="deep"``, the default: three 3x3 convolutions ``in -> w -> w -> 2w`` with BN-ReLU between
+  them, ``w = stem_width = 64``, then BN-ReLU and the max pool: TorchSemiSeg's ``resnet50(deep_stem=True,
+  stem_width=64)`` that CPS and DFCPS build, with the parameter names of its ``resnet50_v1c.pth``: ``conv1.0``,
+  ``conv1.1``, ``conv1.3``, ``conv1.4``, ``conv1.6``, ``bn1``, ``layer1``...) or torchvision's single 7x7
+  convolution (``stem="torchvision"``, whose ImageNet ``resnet50`` state dict loads as it is), its last stage(s)
+  turned from strided into dilated convolutions: output stride 16 (TorchSemiSeg's setting: ``layer4`` without stride,
+  its three blocks dilated by ``2 * (1, 2, 4)``, DeepLabv3's multi-grid) or 8 (``layer3`` dilated by 2 as well,
+  ``layer4`` by ``4 * (1, 2, 4)``);
 - **ASPP** on the last stage: a 1x1 branch, three 3x3 branches dilated by ``aspp_rates`` (6, 12, 18), an image-pooling
   branch, each convolution-BN-LeakyReLU, concatenated and projected by a 1x1 convolution-BN-LeakyReLU (TorchSemiSeg's
   ASPP, which sums the projected pooling branch instead of concatenating it: the same function and parameter count);
@@ -15,10 +19,9 @@ DeepLabv3+ (Chen et al., ECCV 2018):
   concatenated with those reduced to 48 channels (1x1 convolution-BN-ReLU), two 3x3 convolution-BN-ReLU layers of 256
   channels, a 1x1 classifier, and a bilinear upsampling to the input size.
 
-Differences from TorchSemiSeg's network, on purpose: the stem is ResNet's single 7x7 convolution (MONAI/torchvision
-layout, whose ImageNet weights are common) rather than ResNet-50-C's three 3x3 convolutions (``resnet50_v1c.pth``);
-batch normalisation is plain ``BatchNorm`` (multi-GPU configs convert it to ``SyncBatchNorm``). No pretrained weights
-are downloaded: ``pretrained_encoder_path`` loads a state dict from disk into the encoder.
+Differences from TorchSemiSeg's network: batch normalisation is plain ``BatchNorm`` (multi-GPU configs convert it to
+``SyncBatchNorm``). No pretrained weights are downloaded: ``pretrained_encoder_path`` loads a state dict from disk into
+the encoder (the deep stem takes ``resnet50_v1c.pth``, the 7x7 stem torchvision's ``resnet50``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from monai.networks.blocks import Convolution
-from monai.networks.layers.factories import Conv, Pool
+from monai.networks.layers.factories import Conv, Norm, Pool
 from monai.networks.nets import ResNet
 from torch import nn
 
@@ -42,6 +45,7 @@ _CHECKPOINT_KEYS = ("state_dict", "model", "network", "net")
 _PREFIXES = ("module.", "encoder.", "backbone.")
 _LEAKY_RELU = ("leakyrelu", {"negative_slope": 0.01})
 _RELU = ("relu", {"inplace": True})
+_STEMS = ("deep", "torchvision")
 
 
 def _init_conv_bn(module: nn.Module) -> None:
@@ -132,8 +136,9 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
     """Load a ResNet state dict from ``path`` into ``encoder``, strictly, with an error that lists what does not fit.
 
     Accepted: a plain state dict, or one under ``"state_dict"``, ``"model"``, ``"network"`` or ``"net"``; key prefixes
-    ``module.``, ``encoder.`` and ``backbone.`` are removed and a classifier (``fc.*``) is ignored, so torchvision's
-    ``resnet50`` ImageNet file loads as it is.
+    ``module.``, ``encoder.`` and ``backbone.`` are removed and a classifier (``fc.*``) is ignored, so TorchSemiSeg's
+    ``resnet50_v1c.pth`` (into the deep stem; its ``load_model`` also reads ``"model"`` and ignores the classifier)
+    and torchvision's ``resnet50`` ImageNet file (into the 7x7 stem) load as they are.
 
     Args:
         encoder: the MONAI ``ResNet`` (without ``fc``) of :class:`DeepLabV3Plus`.
@@ -169,10 +174,44 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
         ]
         raise ValueError(
             f"pretrained encoder weights {path} do not fit the ResNet encoder: {'; '.join(parts)}. Expected a "
-            "torchvision-style ResNet state dict (conv1, bn1, layer1..layer4) of the same depth, width and input "
+            "ResNet state dict of the encoder's stem layout (deep stem: conv1.0/.1/.3/.4/.6 as TorchSemiSeg's "
+            "resnet50_v1c.pth; 7x7 stem: torchvision's conv1), bn1, layer1..layer4, of the same depth, width and input "
             "channels"
         )
     encoder.load_state_dict(state, strict=True)
+
+
+def _use_deep_stem(encoder: ResNet, spatial_dims: int, in_channels: int, width: int) -> None:
+    """Replace the 7x7 stem of a bottleneck ``ResNet`` by ResNet-50-C's three 3x3 convolutions (output ``2 * width``
+    channels) and widen the input of ``layer1``'s first block to match.
+
+    The module indices (0, 1, 3, 4, 6: convolution, BN, ReLU, convolution, BN, ReLU, convolution) are those of
+    TorchSemiSeg's ``nn.Sequential`` stem, hence the keys of its ``resnet50_v1c.pth``; the initialisation is MONAI
+    ``ResNet``'s (Kaiming-normal fan-out convolutions, BN weight 1 and bias 0).
+    """
+    conv = Conv[Conv.CONV, spatial_dims]
+    norm = Norm[Norm.BATCH, spatial_dims]
+    out_channels = 2 * width
+    encoder.conv1 = nn.Sequential(
+        conv(in_channels, width, kernel_size=3, stride=2, padding=1, bias=False),
+        norm(width),
+        nn.ReLU(inplace=True),
+        conv(width, width, kernel_size=3, stride=1, padding=1, bias=False),
+        norm(width),
+        nn.ReLU(inplace=True),
+        conv(width, out_channels, kernel_size=3, stride=1, padding=1, bias=False),
+    )
+    encoder.bn1 = norm(out_channels)
+    first = encoder.layer1[0]
+    first.conv1 = conv(out_channels, first.conv1.out_channels, kernel_size=1, bias=False)
+    first.downsample[0] = conv(out_channels, first.downsample[0].out_channels, kernel_size=1, bias=False)
+    for module in (encoder.conv1, encoder.bn1, first.conv1, first.downsample[0]):
+        for child in module.modules():
+            if isinstance(child, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+                nn.init.kaiming_normal_(child.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(child, nn.modules.batchnorm._BatchNorm):
+                nn.init.ones_(child.weight)
+                nn.init.zeros_(child.bias)
 
 
 def _dilate(layer: nn.Sequential, dilations: Sequence[int], spatial_dims: int) -> None:
@@ -189,14 +228,19 @@ def _dilate(layer: nn.Sequential, dilations: Sequence[int], spatial_dims: int) -
 
 
 class DeepLabV3Plus(nn.Module):
-    """DeepLabv3+ with a dilated bottleneck-ResNet encoder (ResNet-50 by default), as in CPS / DFCPS.
+    """DeepLabv3+ with a dilated bottleneck-ResNet encoder (ResNet-50-C by default), as in CPS / DFCPS.
 
     Args:
         spatial_dims: 2 (images) or 3 (volumes; upsampling is then trilinear).
         in_channels: image channels (3 for RGB).
         out_channels: classes, background included (one channel for a sigmoid head).
         layers: bottleneck blocks per ResNet stage: ``(3, 4, 6, 3)`` is ResNet-50, ``(3, 4, 23, 3)`` ResNet-101.
-        widen_factor: multiplies the ResNet widths (64, 128, 256, 512 planes; 1.0 is the paper's network).
+        widen_factor: multiplies the ResNet widths (64, 128, 256, 512 planes, and the deep stem's width; 1.0 is the
+            paper's network).
+        stem: ``"deep"`` (ResNet-50-C: three 3x3 convolutions, TorchSemiSeg / DFCPS, ``resnet50_v1c.pth``) or
+            ``"torchvision"`` (one 7x7 convolution, torchvision's ``resnet50`` layout).
+        stem_width: the deep stem's first two widths (its output has twice as many channels); 64 as TorchSemiSeg's
+            network (mmseg's and GluonCV's ResNet-50-C use 32).
         output_stride: 16 (TorchSemiSeg, the default) or 8: the encoder's output resolution relative to the input.
         multi_grid: relative dilations of the last stage's blocks (DeepLabv3's multi-grid; TorchSemiSeg: 1, 2, 4).
         aspp_rates: dilations of ASPP's 3x3 branches (6, 12, 18; usually doubled at output stride 8).
@@ -208,8 +252,8 @@ class DeepLabV3Plus(nn.Module):
             None starts from scratch.
 
     Raises:
-        ValueError: unsupported ``spatial_dims`` or ``output_stride``, a bad ``layers``/``multi_grid``, or weights that
-            do not fit.
+        ValueError: unsupported ``spatial_dims``, ``output_stride`` or ``stem``, a bad ``layers``/``multi_grid``, or
+            weights that do not fit.
 
     Input ``(B, in_channels, *spatial)``, every spatial size a multiple of ``output_stride`` for an exact alignment
     (other sizes work; features are resized to the skip's size); output: logits ``(B, out_channels, *spatial)``.
@@ -222,6 +266,8 @@ class DeepLabV3Plus(nn.Module):
         out_channels: int = 2,
         layers: Sequence[int] = (3, 4, 6, 3),
         widen_factor: float = 1.0,
+        stem: str = "deep",
+        stem_width: int = 64,
         output_stride: int = 16,
         multi_grid: Sequence[int] = (1, 2, 4),
         aspp_rates: Sequence[int] = (6, 12, 18),
@@ -240,6 +286,11 @@ class DeepLabV3Plus(nn.Module):
             raise ValueError(f"layers must give four positive block counts, got {layers}")
         if not multi_grid or any(int(g) < 1 for g in multi_grid):
             raise ValueError(f"multi_grid must hold positive integers, got {multi_grid}")
+        if stem not in _STEMS:
+            raise ValueError(f"stem must be one of {_STEMS}, got {stem!r}")
+        if int(stem_width) < 1:
+            raise ValueError(f"stem_width must be a positive integer, got {stem_width}")
+        self.stem = stem
         self.spatial_dims = spatial_dims
         self.output_stride = output_stride
         self.upsample_mode = "bilinear" if spatial_dims == 2 else "trilinear"
@@ -256,6 +307,8 @@ class DeepLabV3Plus(nn.Module):
             feed_forward=False,
             bias_downsample=False,
         )
+        if stem == "deep":
+            _use_deep_stem(self.encoder, spatial_dims, in_channels, max(1, int(int(stem_width) * widen_factor)))
         last_dilation = 2 if output_stride == 16 else 4
         if output_stride == 8:
             _dilate(self.encoder.layer3, (2,), spatial_dims)

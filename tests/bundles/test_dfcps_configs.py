@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser
+from monai.data import MetaTensor
 from monai.engines import SupervisedTrainer
+from monai.transforms import Compose, Zoom
+from torch import nn
 
 from common.data.io import write_jpeg
 from common.engines import DFCPSTrainer
@@ -40,6 +43,11 @@ def test_official_recipe_defaults() -> None:
     assert parser["output_stride"] == 16 and parser["aspp_rates"] == [6, 12, 18] and parser["multi_grid"] == [1, 2, 4]
     assert parser["encoder_layers"] == [3, 4, 6, 3] and parser["widen_factor"] == 1.0
     assert parser["pretrained_encoder_path"] is None
+    # issue 12: the official code's encoder (ResNet-50-C), reduction, weak view and weight decay
+    assert parser["encoder_stem"] == "deep" and parser["stem_width"] == 64
+    assert parser["unsupervised_reduction"] == "mean" and parser["ignore_index"] == 255
+    assert parser["train_scales"] == [0.5, 0.75, 1.0, 1.5, 1.75, 2.0] and parser["flip_prob"] == 0.5
+    assert parser["rotate_prob"] == 0.0 and parser["weight_decay_on_norm_and_bias"] is False
 
 
 def test_omega_switch_sets_both_unsupervised_weights() -> None:
@@ -124,11 +132,13 @@ def test_kvasir_layout_through_the_training_pipeline(tmp_path: Path) -> None:
     assert (bundle / "eval" / "labeled_1_4" / "datalist.json").is_file()
     labeled = parser.get_parsed_content("train#dataset")[0]
     assert labeled["image"].shape == labeled["image_strong"].shape == (3, 32, 32)
-    assert set(torch.unique(labeled["label"]).tolist()) <= {0.0, 1.0} and labeled["label"].sum() > 0
+    assert set(torch.unique(labeled["label"]).tolist()) <= {0.0, 1.0, 255.0}  # 255: padding after a zoom out
+    assert ((labeled["label"] == 1) & (labeled["valid"][:1] == 1)).sum() > 0
     unlabeled = parser.get_parsed_content("train#unlabeled_dataset")[0]
-    assert set(unlabeled) >= {"image", "image_strong"} and "label" not in unlabeled
+    assert set(unlabeled) >= {"image", "image_strong", "valid"} and "label" not in unlabeled
     batch = next(iter(parser.get_parsed_content("train#dataloader")))
-    assert batch["image"].shape == batch["image_strong"].shape == (4, 3, 32, 32) and batch["label"].shape[0] == 2
+    assert batch["image"].shape == batch["image_strong"].shape == batch["valid"].shape == (4, 3, 32, 32)
+    assert batch["label"].shape[0] == 2
     assert isinstance(parser.get_parsed_content("train#trainer"), DFCPSTrainer)
     # the supervised baseline of the same fraction trains on exactly these labeled images
     supervised = parse(
@@ -143,3 +153,132 @@ def test_multi_gpu_config_keeps_plain_batch_norm_on_cpu() -> None:
     assert parser.get_parsed_content("sync_batchnorm") is torch.cuda.is_available()
     assert parser["train#unlabeled_dataloader#sampler"].replace("::", "#") == "@train#unlabeled_sampler"
     assert parser["train#labeled_dataloader#sampler"].replace("::", "#") == "@train#sampler"
+
+
+# ------------------------------------------------------------------------------------- issue 12: view and optimizer
+def weak_view(seed: int = 0, **overrides) -> Compose:
+    """The training stream's random transforms (flip, scale, crop, strong view, normalisation, padding) at 32x32."""
+    parser = parse("train", "quick", image_size=[32, 32], **overrides)
+    view = Compose(parser.get_parsed_content("train#random_transforms"))
+    view.set_random_state(seed=seed)
+    return view
+
+
+def case(size: int = 32) -> dict:
+    """A 3-channel ramp image (every pixel different) and a label: foreground where column < row."""
+    ramp = torch.arange(size * size, dtype=torch.float32).view(1, size, size) / (size * size) * 255.0
+    image = torch.cat([ramp, ramp.flip(1), 255.0 - ramp])
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    return {"image": MetaTensor(image), "label": MetaTensor((cols < rows).float()[None])}
+
+
+def unnormalise(image: torch.Tensor) -> torch.Tensor:
+    parser = parse("train")
+    mean = torch.tensor(parser["intensity_mean"]).view(3, 1, 1)
+    std = torch.tensor(parser["intensity_std"]).view(3, 1, 1)
+    return image * std + mean
+
+
+def test_zoom_out_pads_the_border_as_ignored() -> None:
+    """Scale 0.5 then crop/pad to 32x32: the 16x16 image sits in the middle (symmetric padding, as TorchSemiSeg's
+    pad_image_to_shape); the padding is label 255, valid 0 and image 0 after normalisation (TorchSemiSeg pads the
+    normalised image with 0); the strong view is padded alike."""
+    out = weak_view(train_scales=[0.5], flip_prob=0.0)(case())
+    assert out["image"].shape == out["image_strong"].shape == (3, 32, 32) and out["label"].shape == (1, 32, 32)
+    inside = torch.zeros(32, 32, dtype=torch.bool)
+    inside[8:24, 8:24] = True
+    assert torch.all(out["label"][0][~inside] == 255) and set(torch.unique(out["label"][0][inside]).tolist()) == {0, 1}
+    assert torch.equal(out["valid"], inside.float().expand(3, 32, 32))
+    assert torch.all(out["image"][:, ~inside] == 0) and torch.all(out["image_strong"][:, ~inside] == 0)
+    expected = Zoom(0.5, mode="bilinear", keep_size=False)(case()["image"])  # the whole image, half size
+    torch.testing.assert_close(unnormalise(out["image"])[:, 8:24, 8:24], expected.as_tensor(), atol=1e-3, rtol=1e-4)
+
+
+def test_zoom_in_is_a_random_crop_of_the_scaled_image() -> None:
+    """Scale 2 then a 32x32 crop: every pixel valid, image and label one window of the scaled image, at positions
+    that vary with the random state (the old view zoomed about the centre)."""
+    scaled_image = Zoom(2.0, mode="bilinear", keep_size=False)(case()["image"]).as_tensor()
+    scaled_label = Zoom(2.0, mode="nearest", keep_size=False)(case()["label"]).as_tensor()
+    offsets = set()
+    for seed in range(6):
+        out = weak_view(seed, train_scales=[2.0], flip_prob=0.0)(case())
+        assert torch.all(out["valid"] == 1) and set(torch.unique(out["label"]).tolist()) <= {0.0, 1.0}
+        image = unnormalise(out["image"])
+        matches = [
+            (r, c)
+            for r in range(33)
+            for c in range(33)
+            if torch.allclose(image, scaled_image[:, r : r + 32, c : c + 32], atol=1e-3)
+        ]
+        assert len(matches) == 1
+        r, c = matches[0]
+        assert torch.equal(out["label"], scaled_label[:, r : r + 32, c : c + 32])
+        offsets.add((r, c))
+    assert len(offsets) > 1
+
+
+def test_flip_is_horizontal_and_scales_are_drawn_from_the_list() -> None:
+    """flip_prob 1 and scale 1: the image flipped along its first spatial axis (PIL's width: cv2.flip(img, 1)); the
+    scale is one of ``train_scales`` (0.5 or 0.75 give 16 or 24 valid columns in a 32-wide view)."""
+    out = weak_view(train_scales=[1.0], flip_prob=1.0)(case())
+    torch.testing.assert_close(unnormalise(out["image"]), case()["image"].as_tensor().flip(1), atol=1e-3, rtol=1e-4)
+    assert torch.equal(out["label"], case()["label"].as_tensor().flip(1))
+    widths = {int(weak_view(seed, train_scales=[0.5, 0.75])(case())["valid"][0].sum(0).max()) for seed in range(12)}
+    assert widths == {16, 24}
+
+
+def test_optional_rotation_marks_its_corners_invalid() -> None:
+    """``rotate_prob`` > 0 (off by default, as the official code): the corners it brings in have ``valid`` 0, which the
+    DFCPS trainer turns into ignored labels and pseudo-labels."""
+    assert torch.all(weak_view(train_scales=[1.0])(case())["valid"] == 1)
+    out = weak_view(rotate_prob=1.0, rotate_range=0.5, train_scales=[1.0])(case())
+    assert torch.all(out["valid"][:, 0, 0] == 0) and torch.all(out["valid"][:, 16, 16] == 1)
+
+
+def test_strong_view_keeps_the_weak_views_geometry() -> None:
+    """Without photometric corruption the strong view equals the weak view after the random flip, scale, crop and
+    padding: both share one geometry (FixMatch's aligned views)."""
+    photometric_off = {"jitter_prob": 0.0, "blur_prob": 0.0, "noise_prob": 0.0, "cutout_prob": 0.0}
+    for seed in range(4):
+        out = weak_view(seed, **photometric_off)(case())
+        torch.testing.assert_close(out["image_strong"], out["image"], atol=1e-5, rtol=0)  # float round-off only
+    out = weak_view(1, jitter_prob=0.0, blur_prob=0.0, noise_prob=0.0, cutout_prob=1.0, train_scales=[0.5])(case())
+    changed = (out["image"] != out["image_strong"]).any(0)
+    assert changed.any() and not changed[out["valid"][0] == 0].any()  # the cutout stays inside the image
+
+
+TINY = {"encoder_layers": [1, 1, 1, 1], "widen_factor": 0.125, "aspp_channels": 8, "decoder_channels": 8}
+
+
+def test_losses_ignore_the_padding_label(tmp_path: Path) -> None:
+    parser = parse("train", "quick", root=tmp_path, **TINY)  # the trainer's data: a phantom under tmp_path
+    loss = parser.get_parsed_content("loss")
+    assert loss.ignore_index == 255
+    trainer = parser.get_parsed_content("train#trainer")
+    assert trainer.pseudo_label_loss.reduction == "mean" and trainer.pseudo_label_loss.ignore_index == 255
+    confident = parse("train", "quick", root=tmp_path, unsupervised_reduction="confident", **TINY)
+    assert confident.get_parsed_content("train#trainer").pseudo_label_loss.reduction == "confident"
+    supervised = parse("train", "quick", "supervised", root=tmp_path, **TINY)  # the same padded views
+    assert supervised.get_parsed_content("train#trainer").loss_function.ignore_index == 255
+
+
+def test_optimizers_spare_batch_norm_and_biases_from_weight_decay() -> None:
+    parser = parse("train", "quick", **TINY)
+    network = parser.get_parsed_content("network_a")
+    for name in ("optimizer_a", "optimizer_b"):
+        optimizer = parser.get_parsed_content(name)
+        decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+        source = network if name == "optimizer_a" else parser.get_parsed_content("network_b")
+        for module in source.modules():
+            for key, p in module.named_parameters(recurse=False):
+                spared = isinstance(module, nn.BatchNorm2d) or key == "bias"
+                assert decay[id(p)] == (0.0 if spared else 1e-4), (name, key)
+    every = parse("train", "quick", weight_decay_on_norm_and_bias=True, **TINY).get_parsed_content("optimizer_a")
+    assert {g["weight_decay"] for g in every.param_groups} == {1e-4}
+
+
+def test_encoder_stem_switch() -> None:
+    deep = parse("train", "quick", **TINY).get_parsed_content("network_a")
+    assert isinstance(deep.encoder.conv1, nn.Sequential) and deep.encoder.conv1[0].kernel_size == (3, 3)
+    seven = parse("train", "quick", encoder_stem="torchvision", **TINY).get_parsed_content("network_a")
+    assert isinstance(seven.encoder.conv1, nn.Conv2d) and seven.encoder.conv1.kernel_size == (7, 7)

@@ -1,10 +1,12 @@
 """Tests of common.engines.dfcps on tiny cases with exact values: CPS pairs the right networks, FixMatch trains the
-strong prediction on the weak view's pseudo-label, masked pixels get no gradient (tau = 0.9 vs 0), sigmoid and softmax
-heads, and both networks, optimizers and LR schedulers are restored on resume."""
+strong prediction on the weak view's pseudo-label, masked pixels get no gradient (tau = 0.9 vs 0), the unsupervised
+terms' normaliser (every pixel vs the confident ones), padded pixels count in no loss, sigmoid and softmax heads, and
+both networks, optimizers and LR schedulers are restored on resume."""
 
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import pytest
@@ -154,6 +156,67 @@ def test_masked_pixels_contribute_no_gradient(term: str, tau: float, grad_a: lis
     expected_fraction = 0.5 if tau else 1.0
     assert trainer.state.output["confident_fraction_a"] == trainer.state.output["confident_fraction_b"]
     assert trainer.state.output["confident_fraction_a"] == expected_fraction
+
+
+@pytest.mark.parametrize("reduction, denominator", [("mean", 8), ("confident", 4)])
+def test_unsupervised_terms_are_averaged_over_every_pixel(reduction: str, denominator: int) -> None:
+    """tau = 0.9 keeps two of A's and two of B's four pixels in each of the two images (eight pixels).
+
+    Default (FixMatch / TorchSemiSeg, ``(mask * loss).mean()``): the masked sum over all 8 pixels; ``"confident"``
+    (ours): over the 4 kept ones, twice as large.
+    """
+    net_a, net_b = confident_maps()
+    images = torch.zeros(2, 1, 1, 4)
+    data = batch(images, images, 1)
+    options = {} if reduction == "mean" else {"reduction": reduction}  # "mean": the trainer's default
+    out = run_one_step(net_a, net_b, data, threshold=0.9, **options).state.output
+    # every pseudo-label is foreground; B keeps pixels 0, 1 (0.97), A keeps 0, 3 (0.95)
+    cps_a = -2 * (math.log(0.95) + math.log(0.6)) / denominator  # A's loss where B is confident
+    cps_b = -2 * (math.log(0.97) + math.log(0.55)) / denominator  # B's loss where A is confident
+    fixmatch_a = -2 * (2 * math.log(0.95)) / denominator  # strong = weak view here
+    assert out["loss_cps_a"].item() == pytest.approx(cps_a, rel=1e-5)
+    assert out["loss_cps_b"].item() == pytest.approx(cps_b, rel=1e-5)
+    assert out["loss_fixmatch_a"].item() == pytest.approx(fixmatch_a, rel=1e-5)
+    if reduction == "mean":
+        assert out["loss_cps_a"].item() == pytest.approx(0.14053, abs=1e-5)  # by hand: (0.05129 + 0.51083) / 4
+    with pytest.raises(ValueError, match="reduction"):
+        run_one_step(net_a, net_b, data, reduction="sum")
+
+
+@pytest.mark.parametrize("how", ["valid_key", "label_255"])
+def test_padded_pixels_count_in_no_loss(how: str) -> None:
+    """Pixel 3 is padding in both images (label 255 or a 0 in the batch's ``valid``): no gradient from the
+    supervised, CPS or FixMatch term, and the terms are means over the six valid pixels (tau = 0)."""
+    net_a, net_b = confident_maps()
+    images = torch.zeros(2, 1, 1, 4)
+    data = batch(images, images, 1)
+    data["label"] = torch.tensor([1.0, 0.0, 1.0, 1.0 if how == "valid_key" else 255.0]).view(1, 1, 1, 4)
+    valid = torch.ones(2, 1, 1, 4)
+    valid[:, :, :, 3] = 0.0
+    if how == "valid_key":
+        data["valid"] = valid  # e.g. a rotated-in corner the label does not mark
+    else:
+        data["valid"] = torch.cat([torch.ones(1, 1, 1, 4), valid[1:]])  # the labeled image says it by its label
+    trainer = run_one_step(net_a, net_b, data, threshold=0.0)
+    for network in (net_a, net_b):
+        gradients = pixel_gradients(network)
+        assert gradients[3] == 0.0 and all(g > 0 for g in gradients[:3])
+    out = trainer.state.output
+    p_a = [0.95, 0.6, 0.6]
+    sup_a = -(math.log(0.95) + math.log(0.4) + math.log(0.6)) / 3  # labels 1, 0, 1 on the valid pixels
+    cps_a = -2 * sum(math.log(p) for p in p_a) / 6  # every pseudo-label of B is foreground
+    assert out["loss_sup_a"].item() == pytest.approx(sup_a, rel=1e-5)
+    assert out["loss_cps_a"].item() == pytest.approx(cps_a, rel=1e-5)
+    assert out["loss_cps_a"].item() == pytest.approx(0.35765, abs=1e-5)  # by hand: (0.05129 + 2 * 0.51083) / 3
+    assert out["confident_fraction_a"] == 1.0  # tau = 0: every valid pixel, padding not counted
+
+
+def test_valid_masks_of_another_shape_are_an_error() -> None:
+    net_a, net_b = confident_maps()
+    data = batch(torch.zeros(2, 1, 1, 4), torch.zeros(2, 1, 1, 4), 1)
+    data["valid"] = torch.ones(2, 1, 1, 3)
+    with pytest.raises(ValueError, match="validity masks"):
+        run_one_step(net_a, net_b, data)
 
 
 def test_all_pixels_masked_gives_zero_unsupervised_loss() -> None:

@@ -1,5 +1,6 @@
 """Tests of common.losses.pseudo_label: pseudo-labels and confidence masks of softmax and sigmoid heads, the masked
-cross-entropy's normaliser, and that masked pixels contribute no gradient (tiny cases, exact values)."""
+cross-entropy's two normalisers, ignored (padded) pixels, and that masked pixels contribute no gradient (tiny cases,
+exact values)."""
 
 from __future__ import annotations
 
@@ -54,13 +55,58 @@ def test_without_mask_it_is_pytorchs_cross_entropy() -> None:
     torch.testing.assert_close(MaskedCrossEntropyLoss()(logits, target, torch.ones(2, 1, 5, 5)), loss)  # tau = 0
 
 
-def test_normaliser_is_the_number_of_kept_pixels() -> None:
-    logits = torch.randn(1, 2, 1, 4)
-    target = torch.tensor([1, 0, 1, 1]).view(1, 1, 1, 4)
+def test_default_normaliser_is_every_pixel_as_in_fixmatch() -> None:
+    """FixMatch / TorchSemiSeg: ``(mask * loss).mean()``: the confident fraction scales the term."""
+    target = torch.ones(1, 1, 1, 4, dtype=torch.long)  # per-pixel loss: -log(0.95), -log(0.6), -log(0.3), -log(0.02)
     mask = torch.tensor([1.0, 0.0, 1.0, 0.0]).view(1, 1, 1, 4)
-    per_pixel = F.cross_entropy(logits, target[:, 0], reduction="none").flatten()
-    expected = (per_pixel[0] + per_pixel[2]) / 2  # the mean over the two kept pixels, not over all four
-    torch.testing.assert_close(MaskedCrossEntropyLoss()(logits, target, mask), expected)
+    expected = -(math.log(0.95) + math.log(0.3)) / 4  # two kept pixels over all four
+    loss = MaskedCrossEntropyLoss()(two_class_logits(), target, mask)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert loss.item() == pytest.approx(0.3138, abs=1e-4)  # by hand: (0.0513 + 1.2040) / 4
+
+
+def test_confident_normaliser_is_the_number_of_kept_pixels() -> None:
+    """Our option: the mean over the kept pixels, twice the default here (half the pixels are kept)."""
+    target = torch.ones(1, 1, 1, 4, dtype=torch.long)
+    mask = torch.tensor([1.0, 0.0, 1.0, 0.0]).view(1, 1, 1, 4)
+    loss = MaskedCrossEntropyLoss(reduction="confident")(two_class_logits(), target, mask)
+    assert loss.item() == pytest.approx(-(math.log(0.95) + math.log(0.3)) / 2, rel=1e-5)
+    with pytest.raises(ValueError, match="reduction"):
+        MaskedCrossEntropyLoss(reduction="sum")
+
+
+@pytest.mark.parametrize("reduction, denominator", [("mean", 3), ("confident", 2)])
+def test_ignored_pixels_leave_numerator_and_denominator(reduction: str, denominator: int) -> None:
+    """Pixel 2 is padding (255): out of both; pixel 1 is valid but not confident: only in the default's denominator."""
+    target = torch.tensor([1, 1, 255, 1]).view(1, 1, 1, 4)
+    mask = torch.tensor([1.0, 0.0, 1.0, 1.0]).view(1, 1, 1, 4)
+    loss = MaskedCrossEntropyLoss(reduction=reduction, ignore_index=255)(two_class_logits(), target, mask)
+    assert loss.item() == pytest.approx(-(math.log(0.95) + math.log(0.02)) / denominator, rel=1e-5)
+
+
+def test_without_mask_ignore_index_is_pytorchs() -> None:
+    logits = torch.randn(2, 3, 5, 5, requires_grad=True)
+    target = torch.randint(0, 3, (2, 1, 5, 5))
+    target[0, 0, :2] = 255
+    loss = MaskedCrossEntropyLoss(ignore_index=255)(logits, target.float())
+    torch.testing.assert_close(loss, F.cross_entropy(logits, target[:, 0], ignore_index=255))
+    loss.backward()
+    assert torch.count_nonzero(logits.grad[0, :, :2]) == 0  # padded pixels: no gradient
+    assert torch.count_nonzero(logits.grad[0, :, 2:]) == logits.grad[0, :, 2:].numel()
+
+
+def test_invalid_pixels_get_an_ignored_pseudo_label() -> None:
+    valid = torch.tensor([1.0, 1.0, 0.0, 1.0]).view(1, 1, 1, 4)
+    result = pseudo_labels(two_class_logits(), threshold=0.0, valid=valid)
+    assert result.labels.flatten().tolist() == [1, 1, 255, 0]
+    assert result.mask.flatten().tolist() == [1.0, 1.0, 0.0, 1.0]  # tau = 0 keeps every valid pixel only
+    student = torch.randn(1, 2, 1, 4, requires_grad=True)
+    MaskedCrossEntropyLoss(ignore_index=255)(student, result.labels, result.mask).backward()
+    assert student.grad[0, :, 0, 2].abs().sum() == 0 and student.grad[0, :, 0, 3].abs().sum() > 0
+    sigmoid = pseudo_labels(torch.zeros(1, 2, 1, 4), sigmoid=True, valid=valid)
+    assert sigmoid.labels[:, :, 0, 2].tolist() == [[255.0, 255.0]] and sigmoid.mask[:, :, 0, 2].sum() == 0
+    with pytest.raises(ValueError, match="valid mask"):
+        pseudo_labels(two_class_logits(), valid=torch.ones(1, 1, 2, 2))
 
 
 def test_masked_pixels_get_exactly_zero_gradient() -> None:
@@ -89,7 +135,9 @@ def test_sigmoid_binary_cross_entropy_per_channel() -> None:
     mask[:, 0] = 1.0  # keep channel 0 only
     loss = MaskedCrossEntropyLoss(sigmoid=True)(logits, target, mask)
     expected = F.binary_cross_entropy_with_logits(logits[:, 0], target[:, 0])
-    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(loss, expected / 2)  # default: over every element, half of them kept
+    confident = MaskedCrossEntropyLoss(sigmoid=True, reduction="confident")(logits, target, mask)
+    torch.testing.assert_close(confident, expected)
     loss.backward()
     assert torch.count_nonzero(logits.grad[:, 1]) == 0 and torch.all(logits.grad[:, 0] != 0)
 
