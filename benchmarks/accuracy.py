@@ -59,6 +59,8 @@ from timing import describe_machine
 BASELINE = "supervised"
 LABELED_KEYS = ("labeled_fraction", "labeled_count", "labeled")  # the first a bundle's train.json has is used
 PRIMARY_METRIC = "test_mean_dice"
+MISSED_SUFFIX = "_missed"  # the evaluate handlers' count of missed cases (common.handlers.distances.MISSED_SUFFIX)
+DISTANCE_METRICS = ("_hd95", "_asd")  # metrics whose missed cases the tables count
 NUM_OVERLAYS = 2  # overlay PNGs per evaluated run
 
 
@@ -240,17 +242,47 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarise(rows: list[dict[str, object]]) -> dict[tuple[str, float, str], dict[str, tuple[float, float, int]]]:
-    """``{(bundle, fraction, method): {metric: (mean, std, n)}}`` over seeds."""
+    """``{(bundle, fraction, method): {metric: (mean, std, n)}}`` over seeds, ``n`` the runs with a finite value.
+
+    A ``<metric>_missed`` column (the evaluate handlers' count of test cases whose prediction or truth is empty while
+    the other is not, see ``common.handlers.distances``) is summed over the seeds instead: ``(total, nan, runs)``.
+    """
     groups: dict[tuple[str, float, str], list[dict[str, object]]] = {}
     for row in rows:
         groups.setdefault((str(row["bundle"]), _number(row["fraction"]), str(row["method"])), []).append(row)
     summary = {}
     for key, members in groups.items():
-        metrics = [k for k in members[0] if str(k).startswith("test_")]
-        metrics = [k for k in metrics if math.isfinite(mean_std([_number(r.get(k)) for r in members])[0])]
-        summary[key] = {m: (*mean_std([_number(r.get(m)) for r in members]), len(members)) for m in metrics}
+        names = [k for k in members[0] if str(k).startswith("test_")]
+        metrics = [k for k in names if not k.endswith(MISSED_SUFFIX)]
+        # a column of another bundle is empty in these rows; a column with values is kept even when none is finite
+        metrics = [k for k in metrics if any(r.get(k) not in (None, "") for r in members)]
+        summary[key] = {}
+        for m in metrics:
+            values = [_number(r.get(m)) for r in members]
+            summary[key][m] = (*mean_std(values), sum(math.isfinite(v) for v in values))
+        for m in (k for k in names if k.endswith(MISSED_SUFFIX)):
+            counts = [_number(r.get(m)) for r in members if math.isfinite(_number(r.get(m)))]
+            summary[key][m] = (float(sum(counts)), float("nan"), len(counts))
         summary[key]["labeled"] = (*mean_std([_number(r["labeled"]) for r in members]), len(members))
     return summary
+
+
+def _cell(stats: dict[str, tuple[float, float, int]], metric: str) -> str:
+    """``mean ± std``; runs whose value is not finite are named, never dropped without a word."""
+    mean, std, finite = stats[metric]
+    runs = stats["labeled"][2]
+    cell = f"{mean:.3f} ± {std:.3f}"
+    if finite < runs:
+        cell += f" ({runs - finite} of {runs} runs not finite, left out)"
+    return cell
+
+
+def _missed_cell(stats: dict[str, tuple[float, float, int]], metric: str) -> str:
+    """Test cases missed (summed over seeds) for a distance metric, or why the count is absent."""
+    if metric + MISSED_SUFFIX not in stats:
+        return "not recorded"
+    total, _, runs = stats[metric + MISSED_SUFFIX]
+    return f"{total:g}" if runs == stats["labeled"][2] else f"{total:g} ({runs} of {stats['labeled'][2]} runs)"
 
 
 def markdown(rows: list[dict[str, object]], header: str) -> str:
@@ -259,20 +291,29 @@ def markdown(rows: list[dict[str, object]], header: str) -> str:
     lines = [header, ""]
     for bundle in sorted({k[0] for k in summary}):
         keys = sorted((k for k in summary if k[0] == bundle), key=lambda k: (k[1], k[2] == BASELINE))
-        metrics = [m for m in summary[keys[0]] if m != "labeled"]
+        metrics = [m for m in summary[keys[0]] if m != "labeled" and not m.endswith(MISSED_SUFFIX)]
+        distances = [m for m in metrics if m.endswith(DISTANCE_METRICS)]
+        missed_columns = [f"{m} missed cases" for m in distances]
         lines += [
             f"**{bundle}** (mean ± std over seeds; the supervised baseline trains the same network on the labeled "
             "cases only)",
             "",
-            "| labeled fraction | labeled cases | method | seeds | " + " | ".join(metrics) + " |",
-            "|---|---|---|---|" + "---|" * len(metrics),
+            "| labeled fraction | labeled cases | method | seeds | " + " | ".join(metrics + missed_columns) + " |",
+            "|---|---|---|---|" + "---|" * (len(metrics) + len(missed_columns)),
         ]
         for key in keys:
             stats = summary[key]
-            cells = [f"{stats[m][0]:.3f} ± {stats[m][1]:.3f}" for m in metrics]
+            cells = [_cell(stats, m) for m in metrics] + [_missed_cell(stats, m) for m in distances]
             first = f"| {key[1]:g} | {stats['labeled'][0]:g} | {key[2]} | {stats['labeled'][2]} | "
             lines.append(first + " | ".join(cells) + " |")
         lines.append("")
+        if distances:
+            lines += [
+                f"- Missed cases (summed over seeds): test cases whose prediction is empty while the truth is not, or "
+                f"the reverse; their {' and '.join(distances)} is the image diagonal in mm (the worst possible), so a "
+                "miss counts as a failure in the mean. A case with both empty is left out of the distance means.",
+                "",
+            ]
         for fraction in sorted({k[1] for k in keys}):
             method, base = summary.get((bundle, fraction, bundle)), summary.get((bundle, fraction, BASELINE))
             if method and base and PRIMARY_METRIC in method and PRIMARY_METRIC in base:

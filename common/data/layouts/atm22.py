@@ -55,6 +55,7 @@ class ATM22Layout(Layout):
     """
 
     name: ClassVar[str] = "atm22"
+    modality: ClassVar[str] = "CT"  # chest CT in Hounsfield units
     description: ClassVar[str] = "imagesTr/*.nii.gz + labelsTr/*.nii.gz with the same file names (NIfTI, HU)"
     label_values: ClassVar[frozenset[int] | None] = frozenset({0, 1})
     label_threshold: ClassVar[float] = 0.5

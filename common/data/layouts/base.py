@@ -76,10 +76,14 @@ class Layout(ABC):
         description: the expected layout in a few words, for error messages.
         label_values: raw values a mask file may hold, or None for lossy (JPEG) masks.
         label_threshold: raw value at or above which a mask pixel is foreground.
+        modality: what the image values mean, one of ``common.transforms.MODALITIES``: ``"CT"`` (Hounsfield units),
+            ``"MRI"`` (scanner units, no absolute scale) or ``"RGB"`` (8-bit values, colour or grey); a bundle's
+            ``intensity_normalization: "auto"`` picks the normalisation from it (HU window, per-volume scaling, /255).
     """
 
     name: ClassVar[str]
     description: ClassVar[str]
+    modality: ClassVar[str]
     label_values: ClassVar[frozenset[int] | None] = frozenset({0, 255})
     label_threshold: ClassVar[float] = 128
 

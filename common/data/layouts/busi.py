@@ -47,6 +47,7 @@ class BUSILayout(Layout):
     """
 
     name: ClassVar[str] = "busi"
+    modality: ClassVar[str] = "RGB"  # 8-bit ultrasound images (grey, read as RGB)
     description: ClassVar[str] = (
         "Dataset_BUSI_with_GT/{benign,malignant,normal}/'benign (1).png' + 'benign (1)_mask.png' [+ '_mask_1.png']"
     )

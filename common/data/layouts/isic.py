@@ -43,6 +43,7 @@ class _ISICLayout(Layout):
     """Official split -> (input folder, ground-truth folder)."""
     mask_suffix: ClassVar[str]
     challenge: ClassVar[str]
+    modality: ClassVar[str] = "RGB"  # 8-bit colour dermoscopy images
 
     def __init__(self, include_splits: Sequence[str] = ("training", "validation", "test")) -> None:
         unknown = sorted(set(include_splits) - self.folders.keys())

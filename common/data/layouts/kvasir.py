@@ -30,6 +30,7 @@ class KvasirSegLayout(Layout):
     """Kvasir-SEG: ``[Kvasir-SEG/]images/<id>.jpg`` paired by name with ``[Kvasir-SEG/]masks/<id>.jpg``."""
 
     name: ClassVar[str] = "kvasir_seg"
+    modality: ClassVar[str] = "RGB"  # 8-bit colour endoscopy images
     description: ClassVar[str] = "images/*.jpg + masks/*.jpg"
     label_values: ClassVar[frozenset[int] | None] = None
     label_threshold: ClassVar[float] = 128

@@ -47,6 +47,7 @@ class LAHeartLayout(Layout):
     """
 
     name: ClassVar[str] = "la_heart"
+    modality: ClassVar[str] = "MRI"  # LGE-MRI, z-score normalised per volume in the public mri_norm2.h5 files
     description: ClassVar[str] = "2018LA_Seg_Training Set/<case>/mri_norm2.h5 (+ train.list, test.list)"
     label_values: ClassVar[frozenset[int] | None] = frozenset({0, 1})
     label_threshold: ClassVar[float] = 1

@@ -32,10 +32,13 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-import nibabel as nib
 import numpy as np
+from monai.utils import optional_import
 
 from common.data.layouts.base import Layout, check_phantom_volume
+
+# optional: a bundle exported without NIfTI layouts in use runs without nibabel (common.bundle.vendor)
+nib, _ = optional_import("nibabel")
 
 __all__ = ["ASENET_TEST_VOLUMES", "LiTSLayout", "phantom_hounsfield"]
 
@@ -74,6 +77,7 @@ class LiTSLayout(Layout):
     """
 
     name: ClassVar[str] = "lits"
+    modality: ClassVar[str] = "CT"  # abdominal CT in Hounsfield units
     description: ClassVar[str] = "[Training Batch 1|2/]volume-N.nii + segmentation-N.nii (labels 0/1/2)"
     label_values: ClassVar[frozenset[int] | None] = frozenset({0, 1, 2})
     label_threshold: ClassVar[float] = 1

@@ -22,10 +22,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import nibabel as nib
 import numpy as np
+from monai.utils import optional_import
 
 from common.data.layouts.base import Layout, check_phantom_volume
+
+# optional: a bundle exported without NIfTI layouts in use runs without nibabel (common.bundle.vendor)
+nib, _ = optional_import("nibabel")
 
 __all__ = ["NiftiLayout"]
 
@@ -63,6 +66,8 @@ class NiftiLayout(Layout):
         label_values: the label values a file may hold (e.g. ``{0, 1, 2, 4}`` for BraTS), or None to skip the check.
         label_threshold: label value at or above which a voxel is foreground.
         spacing: voxel size in millimetres written into phantom cases' headers by :meth:`write_case`.
+        modality: ``"MRI"`` (BraTS, MSD MRI tasks) or ``"CT"`` (MSD CT tasks, in HU); it picks the bundles'
+            ``"auto"`` intensity normalisation.
     """
 
     name: ClassVar[str] = "nifti"
@@ -74,11 +79,15 @@ class NiftiLayout(Layout):
         label_values: Iterable[int] | None = None,
         label_threshold: float = 1,
         spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        modality: str = "MRI",
     ) -> None:
         self.channel = str(channel)
         self.label_values = None if label_values is None else frozenset(int(value) for value in label_values)
         self.label_threshold = label_threshold
         self.spacing = tuple(float(value) for value in spacing)
+        if str(modality).upper() not in ("CT", "MRI", "RGB"):
+            raise ValueError(f"modality must be 'CT', 'MRI' or 'RGB', got {modality!r}")
+        self.modality = str(modality).upper()
 
     def _pairs(self, images_dir: Path, labels_dir: Path) -> tuple[dict[str, dict[str, str]], list[str]]:
         images = _nifti_files(images_dir)
