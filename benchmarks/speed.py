@@ -307,18 +307,49 @@ def worker_plain(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------ driver side
-def measure(args: argparse.Namespace, bundle: str, mode: str) -> dict[str, Any]:
-    """Run one worker in its own process and return its JSON result."""
+def measure(args: argparse.Namespace, bundle: str, mode: str, timeout: float | None = None) -> dict[str, Any]:
+    """Run one worker in its own process and return its JSON result.
+
+    Args:
+        args: the driver's options (schedule, iterations, device, AMP, channels-last, overrides, output).
+        bundle: the bundle's folder name.
+        mode: ``"bundle"`` or ``"plain"``.
+        timeout: seconds before the worker is killed (``subprocess.TimeoutExpired``); None waits for it.
+
+    Raises:
+        RuntimeError: when the worker fails; the message holds the tail of its output.
+    """
     with tempfile.TemporaryDirectory(prefix=f"speed_{bundle}_") as work:
         cmd = [sys.executable, __file__, "--worker", mode, "--bundles", bundle, "--work_dir", work]
         cmd += ["--schedule", args.schedule, "--iterations", str(args.iterations), "--warmup", str(args.warmup)]
         cmd += ["--device", args.device, "--amp", args.amp, "--output", str(args.output)]
         cmd += ["--channels_last"] if args.channels_last else []
         cmd += [f"--override={item}" for item in args.override]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{bundle} {mode} measurement failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def combine(bundle: str, bundle_side: dict[str, Any], plain_side: dict[str, Any]) -> dict[str, Any]:
+    """One table row from the two workers' results: each side's peak memory kept apart, and the overheads.
+
+    Args:
+        bundle: the bundle's folder name.
+        bundle_side: :func:`worker_bundle`'s result.
+        plain_side: :func:`worker_plain`'s result.
+
+    Returns:
+        both results merged, with ``bundle_memory`` / ``plain_memory`` and ``overhead`` / ``cpu_overhead``
+        (bundle seconds per iteration / plain seconds per iteration - 1, wall-clock and CPU).
+    """
+    memory_keys = ("peak_rss_mb", "peak_cuda_mb")
+    row = {"bundle": bundle, **bundle_side, **plain_side}
+    row["bundle_memory"] = {k: bundle_side[k] for k in memory_keys if k in bundle_side}
+    row["plain_memory"] = {k: plain_side[k] for k in memory_keys if k in plain_side}
+    row["overhead"] = row["bundle_s_per_it"] / row["plain_s_per_it"] - 1
+    row["cpu_overhead"] = row["bundle_cpu_s_per_it"] / row["plain_cpu_s_per_it"] - 1
+    return row
 
 
 def _torch_device(name: str):
@@ -386,12 +417,7 @@ def main(argv: list[str] | None = None) -> int:
             print(error, flush=True)
             failed.append(bundle)
             continue
-        memory_keys = ("peak_rss_mb", "peak_cuda_mb")
-        row = {"bundle": bundle, **bundle_side, **plain_side}
-        row["bundle_memory"] = {k: bundle_side[k] for k in memory_keys if k in bundle_side}
-        row["plain_memory"] = {k: plain_side[k] for k in memory_keys if k in plain_side}
-        row["overhead"] = row["bundle_s_per_it"] / row["plain_s_per_it"] - 1
-        row["cpu_overhead"] = row["bundle_cpu_s_per_it"] / row["plain_cpu_s_per_it"] - 1
+        row = combine(bundle, bundle_side, plain_side)
         results.append(row)
         print(
             f"{bundle}: bundle {row['bundle_s_per_it']:.3f} s/it, plain {row['plain_s_per_it']:.3f} s/it "
