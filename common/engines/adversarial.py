@@ -1,15 +1,19 @@
 """A trainer with one segmenter and any number of discriminators, each with its own inputs and optimizer.
 
-One iteration of :class:`MultiDiscriminatorTrainer`:
+One iteration of :class:`MultiDiscriminatorTrainer`, in the order of ASE-Net's official code
+(``train_ASE-Net_3D.py``: discriminators first, then the segmenter):
 
-1. the segmenter step: :meth:`MultiDiscriminatorTrainer.segmenter_step` runs the segmenter and returns its outputs and
-   weighted loss terms (by default the supervised loss of ``network(image)`` against ``label``); for every
-   discriminator ``D_i``, its input builder picks a ``(real, fake)`` pair from those outputs, and the adversarial
-   term ``w_i * L_adv(D_i(fake), real)`` (the segmenter wants its fakes taken for real; ``D_i`` is frozen here) is
-   added. The segmenter takes one optimizer step on the sum: ``min_G L_pa - sum_i w_i L_d_i`` in the usual
-   non-saturating form.
-2. one step per discriminator on ``(real, fake.detach())``, concatenated along the batch in one forward pass:
-   ``L_d_i = (L_adv(D_i(real), real) + L_adv(D_i(fake), fake)) / 2``.
+1. the discriminators' step: the segmenter, in **eval mode** and without gradient, produces the discriminators'
+   inputs (:meth:`MultiDiscriminatorTrainer.discriminator_outputs`; by default the outputs of
+   :meth:`MultiDiscriminatorTrainer.segmenter_step`); each discriminator ``D_i``, in **train mode**, scores its real
+   and its fake inputs in two separate forward passes (so that its batch-norm statistics never mix real and fake
+   cases) and takes one optimizer step on ``L_d_i = (L_adv(D_i(real), real) + L_adv(D_i(fake), fake)) / 2``;
+2. the segmenter step, the segmenter in train mode: :meth:`MultiDiscriminatorTrainer.segmenter_step` runs it and
+   returns its outputs and weighted loss terms (by default the supervised loss of ``network(image)`` against
+   ``label``); for every discriminator, frozen and in **eval mode** (no dropout, running batch-norm statistics), its
+   input builder picks the fake from those outputs and the adversarial term ``w_i * L_adv(D_i(fake), real)`` (the
+   segmenter wants its fakes taken for real) is added. The segmenter takes one optimizer step on the sum:
+   ``min_G L_pa - sum_i w_i L_d_i`` in the usual non-saturating form.
 
 DMGSA (two discriminators on its reconstructed multi-order images and gradients) subclasses it with its own segmenter
 step; ASE-Net's two discriminators (labeled vs unlabeled predictions, teacher vs noisy student) fit the same shape:
@@ -156,7 +160,7 @@ class DiscriminatorSpec:
 
 
 class MultiDiscriminatorTrainer(Trainer):
-    """Segmenter + discriminators, one optimizer step each per iteration (see the module docstring).
+    """Discriminators then segmenter, one optimizer step each per iteration (see the module docstring).
 
     Args:
         device: the device to train on.
@@ -242,6 +246,7 @@ class MultiDiscriminatorTrainer(Trainer):
         self.inferer = SimpleInferer() if inferer is None else inferer
         self.optim_set_to_none = optim_set_to_none
         self.d_scalers: dict[str, torch.amp.GradScaler] = {}
+        self._d_losses: dict[str, torch.Tensor] = {}
 
     def run(self) -> None:  # type: ignore[override]
         """Run the training; with ``amp``, each discriminator gets its own gradient scaler."""
@@ -289,8 +294,40 @@ class MultiDiscriminatorTrainer(Trainer):
         else:
             optimizer.step()
 
+    def discriminator_outputs(self, engine: MultiDiscriminatorTrainer, batchdata: dict[str, Any]) -> dict[str, Any]:
+        """The outputs the discriminators' input builders read for their own step (called in eval mode, no grad).
+
+        The default runs :meth:`segmenter_step` and drops its loss terms. A method whose discriminators see other
+        passes than its segmenter step (ASE-Net's teacher on the clean input) overrides it.
+
+        Args:
+            engine: this trainer (its segmenter already in eval mode, inside ``torch.no_grad()``).
+            batchdata: the batch from the data loader.
+        """
+        return engine.segmenter_step(engine, batchdata)[0]
+
+    def _discriminator_step(self, engine: MultiDiscriminatorTrainer, batchdata: dict[str, Any]) -> None:
+        """Step 1 of the module docstring: every discriminator's update, before the segmenter's."""
+        engine.network.eval()  # the official code scores predictions of the segmenter in eval mode here
+        with torch.no_grad(), engine._autocast():
+            outputs = engine.discriminator_outputs(engine, batchdata)
+        for spec in engine.discriminators:
+            real, fake = spec.real_and_fake(outputs)
+            spec.network.train()
+            spec.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+            # real and fake in separate passes: one mixed batch would give batch norm statistics of both at once
+            with engine._autocast():
+                real_logits = discriminator_logits(spec.network(*(r.detach() for r in real))).float()
+                fake_logits = discriminator_logits(spec.network(*(f.detach() for f in fake))).float()
+            d_loss = 0.5 * (
+                spec.loss_function(real_logits, target_is_real=True, for_discriminator=True)
+                + spec.loss_function(fake_logits, target_is_real=False, for_discriminator=True)
+            )
+            engine._step(d_loss, spec.optimizer, engine.d_scalers.get(spec.name))
+            engine._d_losses[spec.name] = d_loss.detach()
+
     def _iteration(self, engine: MultiDiscriminatorTrainer, batchdata: dict[str, Any]) -> dict[str, Any]:
-        """One segmenter step and one step per discriminator (see the module docstring).
+        """The discriminators' steps, then the segmenter's (see the module docstring).
 
         Returns:
             ``image``, ``label``, ``pred``, ``loss`` (the segmenter's total), each loss term, and ``d_<name>`` per
@@ -301,17 +338,20 @@ class MultiDiscriminatorTrainer(Trainer):
         """
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
+        engine._d_losses = {}
+        if engine.discriminators:
+            engine._discriminator_step(engine, batchdata)
         engine.network.train()
+        for spec in engine.discriminators:  # scored for the segmenter as at test time: no dropout, running BN stats
+            spec.network.eval()
         engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        pairs = {}
         with engine._autocast():
             outputs, terms = engine.segmenter_step(engine, batchdata)
             engine.state.output = outputs
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
             fake_logits = {}
             for spec in engine.discriminators:
-                real, fake = spec.real_and_fake(outputs)
-                pairs[spec.name] = (real, fake)
+                _, fake = spec.real_and_fake(outputs)
                 with _frozen(spec.module):
                     fake_logits[spec.name] = discriminator_logits(spec.module(*fake))
         for spec in engine.discriminators:  # the adversarial criteria in float32 (BCE is unsafe under autocast)
@@ -325,21 +365,8 @@ class MultiDiscriminatorTrainer(Trainer):
         engine._step(loss, engine.optimizer, engine.scaler if engine.amp else None, fire_backward=True)
         engine.state.output[Keys.LOSS] = loss.detach()  # the graph is spent: handlers get values only
 
-        for spec in engine.discriminators:
-            real, fake = pairs[spec.name]
-            spec.network.train()
-            spec.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-            joined = [torch.cat([r.detach(), f.detach()], dim=0) for r, f in zip(real, fake)]
-            with engine._autocast():
-                logits = discriminator_logits(spec.network(*joined)).float()
-            real_logits, fake_logits_d = logits[: real[0].shape[0]], logits[real[0].shape[0] :]
-            d_loss = 0.5 * (
-                spec.loss_function(real_logits, target_is_real=True, for_discriminator=True)
-                + spec.loss_function(fake_logits_d, target_is_real=False, for_discriminator=True)
-            )
-            engine._step(d_loss, spec.optimizer, engine.d_scalers.get(spec.name))
-            engine.state.output[f"d_{spec.name}"] = d_loss.detach()
-
+        for name, d_loss in engine._d_losses.items():
+            engine.state.output[f"d_{name}"] = d_loss
         for name, term in terms.items():
             engine.state.output[name] = term.detach()
         for key, value in engine.state.output.items():  # predictions too: keep no graph alive past the step

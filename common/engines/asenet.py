@@ -1,19 +1,24 @@
 """ASE-Net's training step: supervised + adversarial (D1, D2) + three-way consistency on the shared adversarial trainer.
 
-Per iteration, on a batch of labeled images ``x_l`` (labels ``y``) then unlabeled images ``x_u``:
+Per iteration, on a batch of labeled images ``x_l`` (labels ``y``) then unlabeled images ``x_u``, with one noise draw
+``xi = clamp(N(0, 0.1), -0.2, 0.2)`` shared by both steps (as ``train_ASE-Net_3D.py`` draws ``ema_inputs`` once):
 
-1. the student predicts logits for every image and for ``x_u + xi``, ``xi = clamp(N(0, 0.1), -0.2, 0.2)``; the
-   teacher (the student's EMA, no gradient) predicts ``x_u`` (``teacher_noise=True``: ``x_u + xi``, as the official
-   3D code feeds it for the consistency term); probabilities are a softmax (sigmoid for one output channel);
-2. ``supervised = L_sup(logits(x_l), y)`` (``0.5 (CE + Dice)``, e.g. MONAI's ``DiceCELoss(lambda_ce=0.5,
-   lambda_dice=0.5)``), computed on the graph of this step so that both parts carry gradient;
-3. ``consistency = lambda(t) * mean([(p - q)^2 + (p_xi - q)^2 + (p - p_xi)^2] / 3)`` on the unlabeled cases;
-4. from :class:`~common.engines.adversarial.MultiDiscriminatorTrainer`: the adversarial terms
-   ``0.5 lambda(t) CE(D_i(fake), real)`` (discriminator specs with ``weight=0.5`` and ``weight_key`` the consistency
-   weight, giving ``lambda (adv_1 + adv_2) / 2``) where D1 sees ``(p(x_u), x_u)`` as fake and D2
-   ``(p(x_u + xi), x_u)``; the segmenter takes one step on the sum, then each discriminator one step on its
-   real/fake pair: D1 ``(p(x_l), x_l) -> 1``, ``(p(x_u), x_u) -> 0``; D2 ``(q(x_u), x_u) -> 1``,
-   ``(p(x_u + xi), x_u) -> 0`` (both see the clean image, so the noise itself cannot give the fake away).
+1. the discriminators' step (from :class:`~common.engines.adversarial.MultiDiscriminatorTrainer`, first, as in the
+   official 3D code): the student in eval mode and the teacher predict without gradient; D1 learns
+   ``(p(x_l), x_l) -> 1``, ``(p(x_u), x_u) -> 0``; D2 ``(q(x_u), x_u) -> 1`` (the teacher on the clean input),
+   ``(p(x_u + xi), x_u) -> 0`` (both see the clean image, so the noise itself cannot give the fake away); real and
+   fake in separate passes;
+2. the segmenter step, the student in train mode: logits for every image and for ``x_u + xi``; the teacher (the
+   student's EMA, no gradient) predicts ``x_u + xi`` for the consistency (the official 2D and 3D code;
+   ``teacher_noise=False``, ours, gives it the clean ``x_u``); probabilities are a softmax (sigmoid for one output
+   channel);
+
+   - ``supervised = L_sup(logits(x_l), y)`` (``0.5 (CE + Dice)``, the Dice foreground-only over the batch as the
+     official ``losses.dice_loss``), computed on the graph of this step so that both parts carry gradient;
+   - ``consistency = lambda(t) * mean([(p - q)^2 + (p_xi - q)^2 + (p - p_xi)^2] / 3)`` on the unlabeled cases;
+   - the adversarial terms ``0.5 lambda(t) CE(D_i(fake), real)`` through the frozen discriminators in eval mode
+     (discriminator specs with ``weight=0.5`` and ``weight_key`` the consistency weight, giving
+     ``lambda (adv_1 + adv_2) / 2``), where D1 sees ``(p(x_u), x_u)`` and D2 ``(p(x_u + xi), x_u)``.
 
 ``lambda(t)`` is read from ``engine.state.consistency_weight`` (``1.0 sigmoid_rampup(floor(t / 150), 40)``, a
 :class:`common.handlers.RampScheduler`); the teacher is updated after the step by :class:`common.handlers.EMATeacher`.
@@ -68,8 +73,8 @@ class ASENetTrainer(MultiDiscriminatorTrainer):
         consistency_loss: default :class:`common.losses.ThreeWayConsistencyLoss`.
         noise_std: standard deviation of ``xi``.
         noise_clip: ``xi`` is clipped to ``[-noise_clip, noise_clip]``.
-        teacher_noise: the teacher predicts ``x_u + xi`` for the consistency term (the official 3D code); D2 always
-            gets the teacher's clean prediction.
+        teacher_noise: the teacher predicts ``x_u + xi`` for the consistency term (default, the official 2D and 3D
+            code); False (ours) gives it the clean ``x_u``. D2 always gets the teacher's clean prediction.
         consistency_weight_key: the ``engine.state`` attribute holding ``lambda(t)``.
         image_key: batch key of the images.
         label_key: batch key of the labels.
@@ -93,7 +98,7 @@ class ASENetTrainer(MultiDiscriminatorTrainer):
         consistency_loss: Callable | None = None,
         noise_std: float = 0.1,
         noise_clip: float = 0.2,
-        teacher_noise: bool = False,
+        teacher_noise: bool = True,
         consistency_weight_key: str = "consistency_weight",
         image_key: str = Keys.IMAGE,
         label_key: str = Keys.LABEL,
@@ -123,41 +128,80 @@ class ASENetTrainer(MultiDiscriminatorTrainer):
         self.consistency_weight_key = consistency_weight_key
         self.image_key = image_key
         self.label_key = label_key
+        self._prepared: tuple[int, tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]] | None = None
         if hasattr(train_data_loader, "set_epoch"):  # DistributedSampler shuffles differ per epoch
             self.add_event_handler(Events.EPOCH_STARTED, lambda engine: train_data_loader.set_epoch(engine.state.epoch))
 
-    def segmenter_step(
-        self, engine: ASENetTrainer, batchdata: dict[str, Any]
-    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-        """The student and teacher passes, the supervised and consistency terms, and the discriminators' inputs.
+    def _inputs(
+        self, engine: ASENetTrainer, batchdata: dict[str, Any], keep: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
+        """``(images, labels, n_labeled, x_u + xi)`` of a batch, the noise drawn once per batch.
 
-        Returns:
-            ``(outputs, terms)``: outputs ``image``, ``label``, ``pred`` (student logits of the whole batch), the
-            probability maps and images the discriminators read, ``consistency_weight``; terms ``supervised`` and
-            ``consistency`` (already times ``lambda(t)``).
-
-        Raises:
-            AttributeError: no handler writes the consistency weight.
+        With ``keep`` (the discriminators' step) the result is kept for the segmenter step of the same batch, which
+        takes it (and draws afresh for any other batch), so that both steps see the same ``xi``.
         """
+        if self._prepared is not None and self._prepared[0] == id(batchdata) and not keep:
+            prepared = self._prepared[1]
+            self._prepared = None
+            return prepared
         images, labels, n = split_semi_supervised_batch(engine, batchdata, engine.image_key, engine.label_key, True)
+        prepared = (images, labels, n, add_input_noise(images[n:], engine.noise_std, engine.noise_clip))
+        self._prepared = (id(batchdata), prepared) if keep else None
+        return prepared
+
+    def _consistency_weight(self, engine: ASENetTrainer) -> float:
         weight = getattr(engine.state, engine.consistency_weight_key, None)
         if weight is None:
             raise AttributeError(
                 f"engine.state.{engine.consistency_weight_key} is not set: attach common.handlers.RampScheduler("
                 f'param_name="{engine.consistency_weight_key}", ...) to the trainer'
             )
+        return float(weight)
+
+    def discriminator_outputs(self, engine: ASENetTrainer, batchdata: dict[str, Any]) -> dict[str, Any]:
+        """What D1 and D2 learn from (step 1 of the module docstring; called in eval mode without gradient).
+
+        Returns:
+            the probability maps and images :func:`d1_inputs` and :func:`d2_inputs` read: the student's maps of the
+            batch and of ``x_u + xi``, the teacher's map of the clean ``x_u``.
+        """
+        images, _, n, noisy = engine._inputs(engine, batchdata, keep=True)
+        probabilities = segmentation_probabilities(engine.inferer(images, engine.network))
+        engine.teacher.train()  # the reference teacher runs in training mode (dropout active), as in the official code
+        return {
+            LABELED_PROB: probabilities[:n],
+            UNLABELED_PROB: probabilities[n:],
+            NOISY_PROB: segmentation_probabilities(engine.inferer(noisy, engine.network)),
+            TEACHER_PROB: segmentation_probabilities(engine.teacher(images[n:])),
+            LABELED_IMAGE: images[:n],
+            UNLABELED_IMAGE: images[n:],
+        }
+
+    def segmenter_step(
+        self, engine: ASENetTrainer, batchdata: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The student and teacher passes, the supervised and consistency terms, and the discriminators' fakes.
+
+        Returns:
+            ``(outputs, terms)``: outputs ``image``, ``label``, ``pred`` (student logits of the whole batch), the
+            probability maps and images the discriminators read (the teacher's map is the one of the consistency
+            term), ``consistency_weight``; terms ``supervised`` and ``consistency`` (already times ``lambda(t)``).
+
+        Raises:
+            AttributeError: no handler writes the consistency weight.
+        """
+        weight = engine._consistency_weight(engine)
+        images, labels, n, noisy = engine._inputs(engine, batchdata, keep=False)
         unlabeled = images[n:]
-        noisy = add_input_noise(unlabeled, engine.noise_std, engine.noise_clip)
         logits = engine.inferer(images, engine.network)
         noisy_logits = engine.inferer(noisy, engine.network)
         engine.teacher.train()  # the reference teacher runs in training mode (dropout active)
         with torch.no_grad():
-            teacher_logits = engine.teacher(unlabeled)
-            consistency_target = engine.teacher(noisy) if engine.teacher_noise else teacher_logits
+            teacher_logits = engine.teacher(noisy if engine.teacher_noise else unlabeled)
         probabilities = segmentation_probabilities(logits)
         terms = {
             "supervised": engine.loss_function(logits[:n], labels).mean(),
-            "consistency": float(weight) * engine.consistency_loss(logits[n:], noisy_logits, consistency_target),
+            "consistency": weight * engine.consistency_loss(logits[n:], noisy_logits, teacher_logits),
         }
         outputs = {
             Keys.IMAGE: images,
@@ -169,6 +213,6 @@ class ASENetTrainer(MultiDiscriminatorTrainer):
             TEACHER_PROB: segmentation_probabilities(teacher_logits),
             LABELED_IMAGE: images[:n],
             UNLABELED_IMAGE: unlabeled,
-            "consistency_weight": float(weight),
+            "consistency_weight": weight,
         }
         return outputs, terms

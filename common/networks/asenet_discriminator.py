@@ -7,6 +7,12 @@ this architecture (the official ``Discriminator_3D``): the probability map and t
 :class:`common.networks.dybac.DyBAC` blocks to ``2, 4, 8 x features`` (128 / 256 / 512), each followed by
 LeakyReLU(0.2) (and dropout after the first two); global average pooling; a linear 2-way classifier (class 1 =
 real). Train it with :class:`common.losses.TwoClassAdversarialLoss` (cross-entropy on the two logits).
+
+The DyBAC blocks here end at their batch norm, without their ReLU, so that the LeakyReLU is the activation METHODS
+names: in the official ``Discriminator_3D`` the block's own ReLU comes first and the LeakyReLU after it only ever
+sees non-negative values (it does nothing). Dropout and batch norm make the mode matter:
+:class:`common.engines.MultiDiscriminatorTrainer` trains it in train mode and scores the segmenter's fakes for the
+segmenter's adversarial term in eval mode.
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ class ASENetDiscriminator(nn.Module):
         self.pred_conv = conv(pred_channels, features, kernel_size=3, stride=2, padding=1)
         self.image_conv = conv(image_channels, features, kernel_size=3, stride=2, padding=1)
         self.blocks = nn.ModuleList(
-            DyBAC(spatial_dims, features * 2**k, features * 2 ** (k + 1), stride=2, temperature=temperature)
+            DyBAC(spatial_dims, features * 2**k, features * 2 ** (k + 1), stride=2, temperature=temperature, act=False)
             for k in range(3)
         )
         self.act = nn.LeakyReLU(negative_slope)

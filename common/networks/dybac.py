@@ -192,6 +192,8 @@ class DyBAC(nn.Module):
         hidden_ratio: see :class:`KernelAttention` (0.25).
         temperature: the initial temperature (default 30 in 2D, 34 in 3D).
         gate_reduction: see :class:`SpatialGate` (16).
+        act: end with the ReLU; False ends at the batch norm, for a caller that applies its own activation (ASE-Net's
+            discriminators apply LeakyReLU(0.2), which after a ReLU would never see a negative input).
 
     Input ``(B, C_in, *spatial)``; output ``(B, C_out, *spatial / stride)``.
     """
@@ -207,6 +209,7 @@ class DyBAC(nn.Module):
         hidden_ratio: float = 0.25,
         temperature: float | None = None,
         gate_reduction: int = 16,
+        act: bool = True,
     ) -> None:
         super().__init__()
         self.gate = SpatialGate(spatial_dims, in_channels, gate_reduction)
@@ -214,7 +217,7 @@ class DyBAC(nn.Module):
             spatial_dims, in_channels, out_channels, kernel_size, stride, num_kernels, hidden_ratio, temperature
         )
         self.norm = Norm[Norm.BATCH, spatial_dims](out_channels)
-        self.act = nn.ReLU(inplace=True)
+        self.act = nn.ReLU(inplace=True) if act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(self.gate(x))))

@@ -31,7 +31,7 @@ def parse(*names: str, root: Path = BUNDLE, **overrides) -> ConfigParser:
 def test_paper_defaults() -> None:
     p = parse("train")
     assert p["consistency"] == 1.0 and p["consistency_rampup"] == 40.0 and p["consistency_step"] == 150
-    assert p["ema_decay"] == 0.99 and p["noise_std"] == 0.1 and p["noise_clip"] == 0.2 and p["teacher_noise"] is False
+    assert p["ema_decay"] == 0.99 and p["noise_std"] == 0.1 and p["noise_clip"] == 0.2 and p["teacher_noise"] is True
     assert p["learning_rate"] == 0.001 and p["adam_betas"] == [0.9, 0.99]
     assert p["d_optimizer"] == "sgd" and p["d_learning_rate"] == 0.01 and p["d_momentum"] == 0.9
     assert p["d_weight_decay"] == 0.0001 and p["adversarial_weight"] == 0.5
@@ -57,7 +57,8 @@ def test_discriminators_and_trainer_wiring() -> None:
     assert all(s.weight == 0.5 and s.weight_key == "consistency_weight" for s in specs)
     assert all(isinstance(s.network, ASENetDiscriminator) for s in specs)
     assert isinstance(p.get_parsed_content("network_def"), DyBACVNet)
-    ckpt = {"network", "teacher", "optimizer", "d1", "d2", "d1_optimizer", "d2_optimizer", "best_model_saver"}
+    ckpt = {"network", "teacher", "optimizer", "lr_scheduler", "d1", "d2", "d1_optimizer", "d2_optimizer"}
+    ckpt.add("best_model_saver")
     assert set(p["checkpoint_dict"]) == ckpt
     assert p["train#handlers#0#load_dict"] == "@checkpoint_dict"
     assert isinstance(p.get_parsed_content("train#trainer"), ASENetTrainer)
@@ -76,6 +77,67 @@ def test_variants(names: tuple[str, ...], labeled: int, folder: str) -> None:
     p = parse("train", *names)
     assert p["labeled_count"] == labeled
     assert p.get_parsed_content("ckpt_dir").endswith(f"models/{folder}")
+
+
+def official_3d_supervised(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """train_ASE-Net_3D.py's 0.5 (CE + Dice), written out for the two-channel softmax: the Dice of utils/losses.py
+    ``dice_loss`` on the foreground map over the whole batch (squared sums, smooth 1e-5)."""
+    ce = torch.nn.functional.cross_entropy(logits, label[:, 0].long())
+    p, y = torch.softmax(logits, 1)[:, 1], label[:, 0]
+    dice = 1 - (2 * (p * y).sum() + 1e-5) / ((p * p).sum() + (y * y).sum() + 1e-5)
+    return 0.5 * (ce + dice)
+
+
+def official_2d_supervised(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """train_ASE-Net_2d.py's 0.5 (CE + DiceLoss(2)): the batch Dice of both classes, averaged."""
+    ce = torch.nn.functional.cross_entropy(logits, label[:, 0].long())
+    probs = torch.softmax(logits, 1)
+    onehot = torch.cat([label == 0, label == 1], 1).float()
+    dice = sum(
+        1 - (2 * (probs[:, c] * onehot[:, c]).sum() + 1e-5) / ((probs[:, c] ** 2).sum() + onehot[:, c].sum() + 1e-5)
+        for c in range(2)
+    )
+    return 0.5 * (ce + dice / 2)
+
+
+def test_supervised_loss_is_the_official_dice_foreground_over_the_batch() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 6, 6, 4)
+    label = torch.zeros(2, 1, 6, 6, 4)
+    label[0, :, 1:4, 1:4, 1:3] = 1  # the second case has no foreground: a per-sample Dice would differ most
+    loss = parse("train").get_parsed_content("loss")
+    torch.testing.assert_close(loss(logits, label), official_3d_supervised(logits, label))
+    monai_default = parse("train", supervised_dice_include_background=True, supervised_dice_batch=False)
+    assert abs(monai_default.get_parsed_content("loss")(logits, label) - loss(logits, label)) > 1e-3
+    isic = parse("train", "isic2018").get_parsed_content("loss")
+    torch.testing.assert_close(
+        isic(logits[..., 0], label[..., 0]), official_2d_supervised(logits[..., 0], label[..., 0])
+    )
+
+
+def lr_per_iteration(*names: str, iterations: int) -> list[float]:
+    """The segmenter's learning rate at the start of each iteration under the bundle's schedule handler."""
+    from ignite.engine import Engine, Events
+
+    p = parse(*names)
+    index = next(i for i, h in enumerate(p["train#handlers"]) if h["_target_"] == "LrScheduleHandler")
+    assert p[f"train#handlers#{index}#epoch_level"] is False  # stepped per iteration, as the official loop
+    handler, optimizer = p.get_parsed_content(f"train#handlers#{index}"), p.get_parsed_content("optimizer")
+    engine = Engine(lambda engine, batch: None)
+    handler.attach(engine)
+    seen: list[float] = []
+    engine.add_event_handler(Events.ITERATION_STARTED, lambda e: seen.append(optimizer.param_groups[0]["lr"]))
+    engine.run([0], max_epochs=iterations)
+    return seen
+
+
+def test_learning_rate_decays_tenfold_after_iteration_5000_in_3d_and_not_in_2d() -> None:
+    """train_ASE-Net_3D.py: lr = 0.01 * 0.1 ** (iter // 2500) at iterations 2500, 5000 with Adam at 1e-3, i.e.
+    1e-3 until iteration 5000, 1e-4 after; the 2D script keeps its learning rate (its poly decay is commented out)."""
+    lits = lr_per_iteration("train", iterations=5001)
+    assert lits[0] == lits[4999] == 1e-3  # iterations 1 to 5000
+    assert lits[5000] == pytest.approx(1e-4)  # iteration 5001
+    assert set(lr_per_iteration("train", "isic2018", iterations=5001)) == {1e-3}
 
 
 def test_isic2018_is_2d_with_the_unet() -> None:

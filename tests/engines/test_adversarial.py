@@ -66,18 +66,37 @@ def bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
 
 
 def test_one_iteration_equals_the_step_written_by_hand() -> None:
+    """Discriminators first (on the segmenter's predictions before its update), then the segmenter through the
+    updated, frozen discriminators: the order of ASE-Net's official train_ASE-Net_3D.py."""
     d1, d2 = spec("d1", 0.3), spec("d2", 0.7)
     trainer, segmenter = build([d1, d2])
     g0 = copy.deepcopy(segmenter)
     ds0 = [copy.deepcopy(d1.network), copy.deepcopy(d2.network)]
     trainer.run()
     output = trainer.state.output
-
-    # the segmenter: supervised + weighted adversarial terms through frozen discriminators, one SGD step
     batch = make_batch()
+
+    # each discriminator: real -> 1, the fake of the segmenter before its step -> 0, averaged, one SGD step
+    with torch.no_grad():
+        fake = torch.sigmoid(g0(batch["image"]))
+    ds1 = []
+    for name, d0, spec_ in (("d1", ds0[0], d1), ("d2", ds0[1], d2)):
+        d_loss = 0.5 * (bce(d0(batch["label"])[-1], True) + bce(d0(fake)[-1], False))
+        assert output[f"d_{name}"].item() == pytest.approx(d_loss.item(), rel=1e-5)
+        d_grads = torch.autograd.grad(d_loss, list(d0.parameters()))
+        d_new = copy.deepcopy(d0)
+        with torch.no_grad():
+            for p, grad in zip(d_new.parameters(), d_grads):
+                p.sub_(0.2 * grad)
+        for p_new, p1 in zip(d_new.parameters(), spec_.network.parameters()):
+            torch.testing.assert_close(p1, p_new)  # the segmenter's step below gave it no gradient
+            assert p1.requires_grad  # unfrozen again
+        ds1.append(d_new)
+
+    # the segmenter: supervised + weighted adversarial terms through the updated discriminators, one SGD step
     pred = g0(batch["image"])
     terms = {"supervised": supervised(pred, batch["label"])}
-    for name, weight, d in (("d1", 0.3, ds0[0]), ("d2", 0.7, ds0[1])):
+    for name, weight, d in (("d1", 0.3, ds1[0]), ("d2", 0.7, ds1[1])):
         terms[f"adv_{name}"] = weight * bce(d(torch.sigmoid(pred))[-1], True)
     total = sum(terms.values())
     grads = torch.autograd.grad(total, list(g0.parameters()))
@@ -86,17 +105,6 @@ def test_one_iteration_equals_the_step_written_by_hand() -> None:
     assert output["loss"].item() == pytest.approx(total.item(), rel=1e-5)
     for p0, grad, p1 in zip(g0.parameters(), grads, segmenter.parameters()):
         torch.testing.assert_close(p1, p0 - 0.1 * grad)
-
-    # each discriminator: real -> 1, the (detached) fake -> 0, averaged, one SGD step; its frozen use above
-    # contributed no gradient to it
-    fake = torch.sigmoid(pred).detach()
-    for name, d0, spec_ in (("d1", ds0[0], d1), ("d2", ds0[1], d2)):
-        d_loss = 0.5 * (bce(d0(batch["label"])[-1], True) + bce(d0(fake)[-1], False))
-        assert output[f"d_{name}"].item() == pytest.approx(d_loss.item(), rel=1e-5)
-        d_grads = torch.autograd.grad(d_loss, list(d0.parameters()))
-        for p0, grad, p1 in zip(d0.parameters(), d_grads, spec_.network.parameters()):
-            torch.testing.assert_close(p1, p0 - 0.2 * grad)
-            assert p1.requires_grad  # unfrozen again
 
 
 def test_without_discriminators_it_is_supervised_training() -> None:
@@ -137,7 +145,7 @@ def test_discriminators_with_several_inputs_as_in_ase_net() -> None:
     d = spec("d1", 1.0, inputs=labeled_vs_unlabeled, in_channels=2)
     trainer, _ = build([d])
     trainer.run()
-    assert d.network.calls == [2, 2]  # frozen pass on the fakes, then one pass on real and fake together
+    assert d.network.calls == [2, 2, 2]  # its own step on real, then on fake (apart); then frozen on the fakes
     assert torch.isfinite(trainer.state.output["d_d1"]) and "adv_d1" in trainer.state.output
 
 
@@ -152,3 +160,70 @@ def test_key_inputs_and_errors() -> None:
         DiscriminatorSpec("x", TinyDiscriminator(), None, inputs=("only_one",))
     with pytest.raises(ValueError, match="non-negative"):
         DiscriminatorSpec("x", TinyDiscriminator(), None, inputs=("a", "b"), weight=-1)
+
+
+class NormDropoutDiscriminator(torch.nn.Module):
+    """Conv -> batch norm -> dropout -> conv: its output depends on its mode (the case the official code orders)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, 4, 3, padding=1)
+        self.norm = torch.nn.BatchNorm3d(4)
+        self.drop = torch.nn.Dropout3d(0.5)
+        self.out = torch.nn.Conv3d(4, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.drop(self.norm(self.conv(x))))
+
+
+def test_modes_and_order_of_the_updates_with_batch_norm_and_dropout() -> None:
+    """D first (train mode, real and fake in separate passes, on fakes of the segmenter in eval mode without grad),
+    then the segmenter (train mode) through D frozen in eval mode: recorded by hooks. Fails on the old order."""
+    torch.manual_seed(3)
+    d = NormDropoutDiscriminator()
+    d_spec = DiscriminatorSpec("d1", d, torch.optim.SGD(d.parameters(), lr=0.2), foreground)
+    segmenter = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 2, 3, padding=1), torch.nn.BatchNorm3d(2), torch.nn.Dropout3d(0.5), torch.nn.Conv3d(2, 1, 1)
+    )
+    optimizer = torch.optim.SGD(segmenter.parameters(), lr=0.1)
+    trainer = MultiDiscriminatorTrainer(
+        "cpu", 1, [make_batch()], segmenter, optimizer, supervised, [d_spec], decollate=False
+    )
+    events: list[tuple] = []
+
+    def record(name: str):
+        def hook(module, args):
+            frozen = not any(p.requires_grad for p in module.parameters())
+            events.append((name, module.training, torch.is_grad_enabled(), frozen, args[0].clone()))
+
+        return hook
+
+    segmenter.register_forward_pre_hook(record("segmenter"))
+    d.register_forward_pre_hook(record("d"))
+    d_spec.optimizer.register_step_pre_hook(lambda *_: events.append(("step d",)))
+    optimizer.register_step_pre_hook(lambda *_: events.append(("step segmenter",)))
+    d_conv0, segmenter0 = copy.deepcopy(d.conv), copy.deepcopy(segmenter).eval()
+    trainer.run()
+
+    summary = [e[:4] if len(e) > 1 else e for e in events]
+    assert summary == [
+        ("segmenter", False, False, False),  # the fakes for D: segmenter in eval mode, no grad
+        ("d", True, True, False),  # D's own step, train mode: the real ...
+        ("d", True, True, False),  # ... and the fake, in a pass of its own
+        ("step d",),
+        ("segmenter", True, True, False),  # the segmenter step, train mode
+        ("d", False, True, True),  # its adversarial term: D frozen and in eval mode (grad flows to the fakes)
+        ("step segmenter",),
+    ]
+    batch = make_batch()
+    real_input, fake_input = events[1][4], events[2][4]
+    torch.testing.assert_close(real_input, batch["label"])
+    assert fake_input.shape == real_input.shape  # not one mixed [real; fake] batch
+    with torch.no_grad():  # the fake: the segmenter before its step, in eval mode (running BN stats, no dropout)
+        torch.testing.assert_close(fake_input, torch.sigmoid(segmenter0(batch["image"])))
+    # D's running statistics: one momentum update from the real batch, one from the fake; none from the eval pass
+    with torch.no_grad():
+        mean_real = d_conv0(real_input).mean(dim=(0, 2, 3, 4))
+        mean_fake = d_conv0(fake_input).mean(dim=(0, 2, 3, 4))
+    torch.testing.assert_close(d.norm.running_mean, 0.9 * (0.1 * mean_real) + 0.1 * mean_fake)
+    assert d.norm.num_batches_tracked.item() == 2

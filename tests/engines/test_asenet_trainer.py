@@ -96,14 +96,16 @@ def test_d1_and_d2_see_the_inputs_methods_names(fixed_noise: None) -> None:
         q = torch.softmax(trainer.teacher(x[2:]), 1)
     trainer.state.device = torch.device("cpu")
     trainer._iteration(trainer, data)
-    # segmenter step (frozen discriminators, fakes only), then the discriminator step on [real; fake]
-    (d1_fake_pred, d1_fake_image), (d1_pred, d1_image) = d1.calls
-    assert torch.allclose(d1_fake_pred, p[2:], atol=1e-6) and torch.equal(d1_fake_image, x[2:])
-    assert torch.allclose(d1_pred, torch.cat([p[:2], p[2:]]), atol=1e-6) and torch.equal(d1_image, x)
-    (d2_fake_pred, d2_fake_image), (d2_pred, d2_image) = d2.calls
-    assert torch.allclose(d2_fake_pred, p_xi, atol=1e-6) and torch.equal(d2_fake_image, x[2:])
-    assert torch.allclose(d2_pred, torch.cat([q, p_xi]), atol=1e-6)
-    assert torch.equal(d2_image, torch.cat([x[2:], x[2:]]))  # both sides paired with the clean unlabeled image
+    # the discriminators' step on real, then on fake (separate passes); then the segmenter step (fakes only)
+    (d1_real, d1_real_image), (d1_fake, d1_fake_image), (d1_adv, d1_adv_image) = d1.calls
+    assert torch.allclose(d1_real, p[:2], atol=1e-6) and torch.equal(d1_real_image, x[:2])
+    assert torch.allclose(d1_fake, p[2:], atol=1e-6) and torch.equal(d1_fake_image, x[2:])
+    assert torch.allclose(d1_adv, p[2:], atol=1e-6) and torch.equal(d1_adv_image, x[2:])
+    (d2_real, d2_real_image), (d2_fake, d2_fake_image), (d2_adv, d2_adv_image) = d2.calls
+    assert torch.allclose(d2_real, q, atol=1e-6)  # the teacher on the clean x_u
+    assert torch.allclose(d2_fake, p_xi, atol=1e-6) and torch.allclose(d2_adv, p_xi, atol=1e-6)
+    for image in (d2_real_image, d2_fake_image, d2_adv_image):  # every side paired with the clean unlabeled image
+        assert torch.equal(image, x[2:])
 
 
 def test_every_term_is_weighted_as_the_paper(fixed_noise: None) -> None:
@@ -114,16 +116,15 @@ def test_every_term_is_weighted_as_the_paper(fixed_noise: None) -> None:
     with torch.no_grad():
         logits = trainer.network(x)
         noisy = trainer.network(x[2:] + NOISE)
-        teacher = trainer.teacher(x[2:])
+        teacher = trainer.teacher(x[2:] + NOISE)  # the official code's teacher input for the consistency
         sup = trainer.loss_function(logits[:2], y)
         cons = ThreeWayConsistencyLoss()(logits[2:], noisy, teacher)
+    trainer.state.device = torch.device("cpu")
+    out = trainer._iteration(trainer, data)
+    with torch.no_grad():  # through the discriminators as updated by their step, which comes first
         ce = TwoClassAdversarialLoss()
         adv1 = ce(d1(torch.softmax(logits[2:], 1), x[2:]), True)
         adv2 = ce(d2(torch.softmax(noisy, 1), x[2:]), True)
-    d1.calls.clear()
-    d2.calls.clear()
-    trainer.state.device = torch.device("cpu")
-    out = trainer._iteration(trainer, data)
     assert out["supervised"].item() == pytest.approx(sup.item(), abs=1e-6)
     assert out["consistency"].item() == pytest.approx(0.4 * cons.item(), abs=1e-7)
     assert out["adv_d1"].item() == pytest.approx(0.5 * 0.4 * adv1.item(), abs=1e-6)
@@ -150,7 +151,7 @@ def test_consistency_is_non_zero_for_a_one_channel_output(fixed_noise: None) -> 
     outputs, terms = trainer.segmenter_step(trainer, data)
     with torch.no_grad():
         p, p_xi = torch.sigmoid(trainer.network(x[2:])), torch.sigmoid(trainer.network(x[2:] + NOISE))
-        q = torch.sigmoid(trainer.teacher(x[2:]))
+        q = torch.sigmoid(trainer.teacher(x[2:] + NOISE))
     expected = (((p - q) ** 2 + (p_xi - q) ** 2 + (p - p_xi) ** 2) / 3).mean()
     assert terms["consistency"].item() > 1e-4
     assert terms["consistency"].item() == pytest.approx(expected.item(), rel=1e-5)
@@ -159,17 +160,32 @@ def test_consistency_is_non_zero_for_a_one_channel_output(fixed_noise: None) -> 
     assert trainer.network.weight.grad.abs().sum() > 0
 
 
-def test_teacher_noise_switch_feeds_the_teacher_the_noisy_input(fixed_noise: None) -> None:
-    trainer = make_trainer(teacher_noise=True, weight=1.0)
+@pytest.mark.parametrize(("teacher_noise", "noisy_teacher"), [(None, True), (True, True), (False, False)])
+def test_teacher_input_is_noisy_by_default_and_clean_with_the_switch(
+    fixed_noise: None, teacher_noise: bool | None, noisy_teacher: bool
+) -> None:
+    """The official 2D and 3D code feed the teacher x_u + xi for the consistency; teacher_noise=False is ours."""
+    kwargs = {} if teacher_noise is None else {"teacher_noise": teacher_noise}
+    trainer = make_trainer(weight=1.0, **kwargs)
+    with torch.no_grad():  # a teacher whose softmax differs from the student's (one channel's weights moved)
+        trainer.teacher.weight[0].add_(torch.linspace(-1.0, 1.0, 9).view(1, 3, 3))
     trainer.state.device = torch.device("cpu")
     data = batch()
     x = data["image"]
     _, terms = trainer.segmenter_step(trainer, data)
     with torch.no_grad():
         expected = ThreeWayConsistencyLoss()(
-            trainer.network(x[2:]), trainer.network(x[2:] + NOISE), trainer.teacher(x[2:] + NOISE)
+            trainer.network(x[2:]),
+            trainer.network(x[2:] + NOISE),
+            trainer.teacher(x[2:] + NOISE if noisy_teacher else x[2:]),
+        )
+        other = ThreeWayConsistencyLoss()(
+            trainer.network(x[2:]),
+            trainer.network(x[2:] + NOISE),
+            trainer.teacher(x[2:] if noisy_teacher else x[2:] + NOISE),
         )
     assert terms["consistency"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert abs(expected.item() - other.item()) > 1e-4  # the two inputs are told apart
 
 
 def test_full_run_with_the_real_discriminators_updates_everything() -> None:
@@ -217,3 +233,72 @@ def test_discriminator_weight_key_scales_and_names_a_missing_handler() -> None:
     )
     with pytest.raises(AttributeError, match="engine.state.consistency_weight is not set"):
         d.current_weight(object())
+
+
+class NormDropoutDiscriminator(nn.Module):
+    """(prediction, image) -> two logits through batch norm and dropout, so that its mode changes its output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pred_conv = nn.Conv2d(2, 4, 3, padding=1)
+        self.image_conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout2d(0.5)
+        self.classifier = nn.Linear(4, 2)
+
+    def forward(self, pred: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        x = self.drop(torch.nn.functional.leaky_relu(self.norm(self.pred_conv(pred) + self.image_conv(image)), 0.2))
+        return self.classifier(x.mean(dim=(2, 3)))
+
+
+def test_modes_and_order_of_the_official_step_with_batch_norm_and_dropout() -> None:
+    """train_ASE-Net_3D.py: model.eval(), D1/D2 train() and updated on real and fake apart (their fakes without
+    grad); then model.train(), D1/D2 eval() for the segmenter's adversarial terms; one noise draw for both steps."""
+    torch.manual_seed(2)
+    student = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.Dropout2d(0.5), nn.Conv2d(2, 2, 1))
+    teacher = copy.deepcopy(student)
+    d1, d2 = NormDropoutDiscriminator(), NormDropoutDiscriminator()
+    specs = [spec("d1", d1, d1_inputs), spec("d2", d2, d2_inputs)]
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-3, betas=(0.9, 0.99))
+    trainer = ASENetTrainer(
+        "cpu", 1, [batch()], student, optimizer, teacher, DiceCELoss(to_onehot_y=True, softmax=True), specs
+    )
+    trainer.state.consistency_weight = 1.0
+    events: list[tuple] = []
+
+    def record(name: str):
+        def hook(module, args):
+            frozen = not any(p.requires_grad for p in module.parameters())
+            events.append((name, module.training, torch.is_grad_enabled() and not frozen, args[0].clone()))
+
+        return hook
+
+    for name, module in (("student", student), ("teacher", teacher), ("d1", d1), ("d2", d2)):
+        module.register_forward_pre_hook(record(name))
+    for name, optim in (("d1", specs[0].optimizer), ("d2", specs[1].optimizer), ("student", optimizer)):
+        optim.register_step_pre_hook(lambda *_, name=name: events.append((f"step {name}",)))
+    trainer.run()
+
+    assert [e[:3] for e in events] == [
+        ("student", False, False),  # D's inputs: the student in eval mode, no grad, on x ...
+        ("student", False, False),  # ... and on x_u + xi
+        ("teacher", True, False),  # the teacher (train mode, as the official EMA model) on x_u
+        ("d1", True, True),  # D1 on real (labeled) ...
+        ("d1", True, True),  # ... and on fake (unlabeled), apart
+        ("step d1",),
+        ("d2", True, True),  # D2 on real (teacher) ...
+        ("d2", True, True),  # ... and on fake (noisy student), apart
+        ("step d2",),
+        ("student", True, True),  # the segmenter step, train mode
+        ("student", True, True),
+        ("teacher", True, False),  # the teacher on x_u + xi for the consistency
+        ("d1", False, False),  # adversarial terms: D1, D2 in eval mode and frozen
+        ("d2", False, False),
+        ("step student",),
+    ]
+    x = batch()["image"]
+    noisy_for_d, noisy_for_segmenter, noisy_for_teacher = events[1][3], events[10][3], events[11][3]
+    assert not torch.equal(noisy_for_d, x[2:])
+    assert torch.equal(noisy_for_d, noisy_for_segmenter) and torch.equal(noisy_for_d, noisy_for_teacher)  # one xi
+    assert torch.equal(events[2][3], x[2:])  # D2's real: the teacher on the clean x_u
+    assert [e[3].shape[0] for e in events if e[0] in ("d1", "d2")] == [2, 2, 2, 2, 2, 2]  # never a mixed batch

@@ -1,4 +1,5 @@
-"""Tests of common.networks.asenet: DyBAC from stage 2 on, the plain switch, shapes, parameter counts, TorchScript."""
+"""Tests of common.networks.asenet: where DyBAC sits (as the official vnet_dy_v2 / Unet_dy_v2), the plain switch,
+nearest upsampling and decoder dropout of the U-Net, shapes, parameter counts, TorchScript."""
 
 from __future__ import annotations
 
@@ -14,21 +15,49 @@ def count(module: torch.nn.Module, kind: type) -> int:
     return sum(isinstance(m, kind) for m in module.modules())
 
 
-def test_vnet_dybac_from_stage_two_on() -> None:
+def layout(stage: torch.nn.Module) -> str:
+    """``D`` for a DyBAC layer, ``P`` for a plain conv-BN-ReLU, in layer order."""
+    return "".join("D" if isinstance(layer, DyBAC) else "P" for layer in stage)
+
+
+def test_vnet_dybac_layout_of_the_official_code() -> None:
+    """vnet_dy_v2.VNet_dy: block_one plain (ConvBlock1); in every other block the second conv is a plain Conv3d and
+    the others DyBAC, block_nine (the last decoder stage, one layer) included."""
     net = DyBACVNet(features=4)
-    # full-resolution stages stay plain: encoder stage 1 (1 layer) and the last decoder stage (1 layer)
-    assert all(not isinstance(m, DyBAC) for m in net.encoder[0].modules())
-    assert all(not isinstance(m, DyBAC) for m in net.decoder[-1].modules())
-    # DyBAC layers: encoder 2 + 3 + 3, bottleneck 3, decoder 3 + 3 + 2
-    assert count(net, DyBAC) == 2 + 3 + 3 + 3 + 3 + 3 + 2
+    assert [layout(stage) for stage in net.encoder] == ["P", "DP", "DPD", "DPD"]
+    assert layout(net.bottleneck) == "DPD"
+    assert [layout(stage) for stage in net.decoder] == ["DPD", "DPD", "DP", "D"]
     plain = DyBACVNet(features=4, use_dybac=False)
     assert count(plain, DyBAC) == 0
 
 
-def test_unet_dybac_from_stage_two_on() -> None:
+def test_unet_dybac_layout_upsampling_and_dropout_of_the_official_code() -> None:
+    """Unet_dy_v2: conv1 plain, conv2-conv9 DyBAC (conv9 included); nn.Upsample(scale_factor=2) without a
+    convolution, so a decoder stage takes the channels below plus the skip (1536 = 1024 + 512, ...); dropout 0.3
+    after the bottleneck and 0.2 / 0.2 / 0.1 / 0.1 after the decoder stages."""
     net = DyBACUNet(features=(4, 8, 16, 32, 64))
-    assert count(net, DyBAC) == 2 * 3 + 2 + 2 * 3  # encoder 2-4, bottleneck, decoder levels 4-2
+    assert [layout(stage) for stage in net.encoder] == ["PP", "DD", "DD", "DD"]
+    assert layout(net.bottleneck) == "DD" and [layout(stage) for stage in net.decoder] == ["DD"] * 4
+    assert count(net, torch.nn.ConvTranspose2d) == 0 and net.upsample.mode == "nearest"
+    assert [stage[0].gate.squeeze.in_channels for stage in net.decoder] == [64 + 32, 32 + 16, 16 + 8, 8 + 4]
+    assert [d.p for d in net.drops] == [0.1, 0.1, 0.2, 0.2] and net.bottleneck_drop.p == 0.3
+    assert [d.p for d in net.decoder_drops] == [0.2, 0.2, 0.1, 0.1]
     assert count(DyBACUNet(features=(4, 8, 16, 32, 64), use_dybac=False), DyBAC) == 0
+
+
+def test_unet_upsamples_by_nearest_neighbour_and_concatenates_upsampled_first() -> None:
+    """The last decoder stage's input is ``[nearest x2 of the stage below, skip]`` (channel order pinned)."""
+    torch.manual_seed(0)
+    net = DyBACUNet(2, 1, 1, features=(1, 2, 2, 2, 2), use_dybac=False).eval()
+    seen: dict[str, torch.Tensor] = {}
+    net.decoder[-2].register_forward_hook(lambda module, args, out: seen.setdefault("below", out))
+    net.decoder[-1].register_forward_pre_hook(lambda module, args: seen.setdefault("input", args[0]))
+    x = torch.randn(1, 1, 16, 16)
+    net(x)
+    assert seen["input"].shape == (1, 2 + 1, 16, 16)
+    expected_up = seen["below"].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # nearest, eval: no dropout
+    torch.testing.assert_close(seen["input"][:, :2], expected_up)
+    torch.testing.assert_close(seen["input"][:, 2:], net.encoder[0](x))  # the skip second
 
 
 @pytest.mark.parametrize("use_dybac", [True, False])
@@ -50,7 +79,9 @@ def test_dybac_reduces_parameters_of_the_paper_backbones() -> None:
             "unet_plain": DyBACUNet(use_dybac=False),
         }.items()
     }
-    assert params == {"vnet": 1_362_471, "vnet_plain": 9_448_866, "unet": 7_368_348, "unet_plain": 31_043_586}
+    # vnet: the official vnet_dy_v2.VNet_dy(1, 2, normalization="batchnorm") has 4_068_311 too; unet: the official
+    # Unet_dy_v2(3, 2) has 5_429_690, of which 3_392 are an attention BatchNorm its forward never uses
+    assert params == {"vnet": 4_068_311, "vnet_plain": 9_448_866, "unet": 5_426_298, "unet_plain": 31_390_786}
 
 
 def test_plain_layer_is_monai_convolution_and_errors() -> None:
