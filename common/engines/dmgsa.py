@@ -12,6 +12,10 @@ Per iteration, on the batch's device (Zhang et al., MedIA 2025; see ``common.net
    ``separation`` (the GMGS foreground/background cosine term, times ``separation_weight``), and, from
    :class:`~common.engines.adversarial.MultiDiscriminatorTrainer`, one adversarial term per discriminator: D1 tells
    the predicted MONI (``moni_pred``) from the real ones (``moni``), D2 the MONG (``mong_pred`` / ``mong``).
+   The paper states only ``min_G max_D`` and no official model code exists, so the discriminators follow the shared
+   trainer's rule: each iteration they are updated first, on reconstructions of a separate pass of the model in eval
+   mode without gradient (its own mask draw), real and fake apart; then they score the model's step frozen in eval
+   mode.
 
 Each component can be left out (``masking=None``, ``targets=None``, a network without GMGS blocks, no
 discriminators): the ablations of the paper.
@@ -81,7 +85,8 @@ class DMGSATrainer(MultiDiscriminatorTrainer):
         separation_loss: default :class:`ForegroundBackgroundSeparationLoss`.
         reconstruction_weight: weight of the reconstruction term.
         separation_weight: weight of the GMGS separation term (0 leaves it out).
-        mask_ratio_key: the ``engine.state`` attribute holding the mask ratio (0 when absent).
+        mask_ratio_key: the ``engine.state`` attribute holding the mask ratio (written by
+            ``common.handlers.DynamicMaskRatio``; required when ``masking`` is given).
         kwargs: the other arguments of :class:`MultiDiscriminatorTrainer` (handlers, amp, ...).
     """
 
@@ -146,13 +151,21 @@ class DMGSATrainer(MultiDiscriminatorTrainer):
             enabled, ``reconstruction`` and ``separation``.
 
         Raises:
+            AttributeError: with masking, no handler wrote the mask ratio to ``engine.state``.
             ValueError: the network and the targets disagree on the reconstruction branch.
         """
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
         image, label = batch[0], batch[1]
-        ratio = float(getattr(engine.state, engine.mask_ratio_key, 0.0) or 0.0)
         if engine.masking is not None:
-            masked, mask = mask_batch(engine.masking, image, ratio)
+            # no silent fallback to 0: that would switch masking and the reconstruction term off without a word
+            ratio = getattr(engine.state, engine.mask_ratio_key, None)
+            if ratio is None:
+                raise AttributeError(
+                    f"engine.state.{engine.mask_ratio_key} is not set: attach common.handlers.DynamicMaskRatio("
+                    f'state_name="{engine.mask_ratio_key}", ...) to the trainer (fixed_ratio=... for a constant '
+                    "ratio), or give masking=None for no masking"
+                )
+            masked, mask = mask_batch(engine.masking, image, float(ratio))
         else:
             masked, mask = image, torch.zeros_like(image[:, :1])
         model_out = engine.inferer(masked, engine.network)

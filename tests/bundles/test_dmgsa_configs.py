@@ -31,7 +31,8 @@ def test_paper_defaults() -> None:
     model = parser.get_parsed_content("training_model")
     assert model.recon_head is not None and len(model.network.gmgs) == 4
     assert [d.name for d in parser.get_parsed_content("train#trainer#discriminators")] == ["moni", "mong"]
-    assert parser.get_parsed_content("train#trainer#targets") is not None
+    targets = parser.get_parsed_content("train#trainer#targets")
+    assert targets.orders == (0.5, 1.5) and targets.formula == "power"  # METHODS.md: MONI_k = (Xa / 255)^k
     assert parser.get_parsed_content("train#trainer#separation_weight") == 0.1
     # checkpoints save and resume everything that learns: network and head, both discriminators, all optimizers
     saved = set(parser["checkpoint_dict"])
@@ -61,3 +62,12 @@ def test_each_ablation_removes_its_component(component: str) -> None:
     # adversarial learning off (or nothing to judge)
     assert (discriminators == []) == (component in ("adversarial", "monr"))
     assert ("adv_moni" in terms) == (component not in ("adversarial", "monr"))
+
+
+def test_the_monr_formula_switch_reaches_the_targets() -> None:
+    """``monr_formula`` (top-level) picks the MONI formula; ``as_written`` is the degenerate one-order reading."""
+    parser = parse("train", "quick")
+    parser["monr_formula"] = "as_written"
+    assert parser.get_parsed_content("train#trainer#targets").formula == "as_written"
+    parser = parse("train", "quick", "ablation_no_dmr")  # an ablation keeps the default formula
+    assert parser.get_parsed_content("train#trainer#targets").formula == "power"

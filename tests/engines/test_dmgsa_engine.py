@@ -73,7 +73,9 @@ def test_one_iteration_masks_reconstructs_and_sums_every_term() -> None:
     loader = DataLoader(Dataset(cases(2)), batch_size=2)
     trainer = make_trainer(loader, handlers=[FixedRatio(0.25)])
     seen = {}
-    trainer.network.register_forward_pre_hook(lambda module, args: seen.setdefault("input", args[0].clone()))
+    # the last forward pass is the segmenter step whose outputs the state holds (the discriminators' step, if any,
+    # runs the network before it)
+    trainer.network.register_forward_pre_hook(lambda module, args: seen.update(input=args[0].clone()))
     trainer.run()
     output = trainer.state.output  # decollated: one dict per case
     image, mask = stacked(output, Keys.IMAGE), stacked(output, "mask")
@@ -105,6 +107,33 @@ def test_the_schedule_reaches_the_batches_with_loader_workers() -> None:
     assert [(e, f.item()) for e, f in fractions] == [(1, expected_first)] * 2 + [(2, 0.0)] * 2
 
 
+def test_masking_without_a_mask_ratio_schedule_is_refused() -> None:
+    """A missing ``DynamicMaskRatio`` used to read as ratio 0: no masking and no reconstruction term, silently."""
+    loader = DataLoader(Dataset(cases(2)), batch_size=2)
+    trainer = make_trainer(loader, handlers=[])
+    with pytest.raises(AttributeError, match=r"engine\.state\.mask_ratio is not set: attach common\.handlers\.Dynamic"):
+        trainer.run()
+    # a custom key is named in the message too
+    trainer = make_trainer(loader, handlers=[DynamicMaskRatio()], mask_ratio_key="hidden_fraction")
+    with pytest.raises(AttributeError, match=r'state_name="hidden_fraction"'):
+        trainer.run()
+    # no masking needs no ratio
+    make_trainer(loader, handlers=[], masking=False).run()
+
+
+def test_a_fixed_ratio_from_the_handler_masks_every_epoch() -> None:
+    """The "no DMR" ablation: ``DynamicMaskRatio(fixed_ratio=...)`` writes a constant ratio instead of the schedule."""
+    fractions = []
+    loader = DataLoader(Dataset(cases(2)), batch_size=2)
+    trainer = make_trainer(loader, max_epochs=2, handlers=[DynamicMaskRatio(fixed_ratio=0.25)])
+    trainer.add_event_handler(
+        Events.ITERATION_COMPLETED, lambda e: fractions.append(stacked(e.state.output, "mask").mean().item())
+    )
+    trainer.run()
+    assert fractions == [0.25, 0.25]  # the schedule would give 0 in the last epoch
+    assert float(trainer.state.output[0]["reconstruction"]) > 0
+
+
 @pytest.mark.parametrize(
     "switch, absent",
     [
@@ -130,7 +159,7 @@ def test_inconsistent_components_are_refused() -> None:
     loader = DataLoader(Dataset(cases(2)), batch_size=2)
     with pytest.raises(ValueError, match="give targets too"):
         DMGSATrainer("cpu", 1, loader, torch.nn.Identity(), None, None, discriminators=discriminators(), targets=None)
-    trainer = make_trainer(loader, use_monr=True, use_adversarial=False)
+    trainer = make_trainer(loader, use_monr=True, use_adversarial=False, handlers=[FixedRatio(0.25)])
     trainer.targets = None  # a reconstruction head without targets
     with pytest.raises(ValueError, match="both present or both absent"):
         trainer.run()
