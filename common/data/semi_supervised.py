@@ -71,6 +71,11 @@ class LabeledUnlabeledLoader:
     pass, a sampler with ``set_epoch`` (``DistributedSampler``) is given a new epoch number derived from the engine's
     epoch (:meth:`set_epoch`), so each pass is shuffled differently and every rank agrees on it.
 
+    Each epoch starts both streams afresh (new iterators of both loaders), so nothing of a stream's position carries
+    from one epoch to the next: a run resumed at an epoch boundary continues exactly when the random generators are
+    restored, which :class:`common.handlers.RandomStates` does by walking the public ``labeled_loader`` and
+    ``unlabeled_loader`` (their samplers' and loaders' generators, their transforms' ``R``).
+
     Args:
         labeled_loader: batches of labeled cases (dicts with ``image_key`` and ``label_key``).
         unlabeled_loader: batches of unlabeled cases (dicts with ``image_key``).

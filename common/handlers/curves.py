@@ -80,7 +80,7 @@ class TrainingCurvesSaver:
 
     Under DDP only rank 0 records and writes (``main_process_only`` also lets
     :func:`common.bundle.handlers_for_this_rank` drop the handler on the other ranks). A resumed run records from
-    the iteration it resumes at.
+    the iteration it resumes at; one that records nothing leaves existing curves in place.
 
     Args:
         output_dir: folder of the PNG and CSV (created when missing).
@@ -169,7 +169,16 @@ class TrainingCurvesSaver:
 
         Returns:
             the PNG path.
+
+        A run that recorded nothing (a finished training run again: it resumes at its last iteration and trains
+        none) writes nothing, so that the curves of the run that trained stay as they were.
         """
+        if not self.iterations and not self.metrics:
+            kept = [str(p) for p in (self.png_path, self.csv_path) if p.exists()]
+            logger.info(
+                f"nothing recorded: training curves not written{' (kept ' + ', '.join(kept) + ')' if kept else ''}"
+            )
+            return self.png_path
         self.output_dir.mkdir(parents=True, exist_ok=True)
         with open(self.csv_path, "w", newline="") as f:
             writer = csv.writer(f)

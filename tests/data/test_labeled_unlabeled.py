@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+from ignite.engine import Engine
 from monai.data import DataLoader, Dataset, DistributedSampler
+from monai.transforms import Compose, RandFlipd, RandGaussianNoised
+from monai.utils import set_determinism
 
 from common.data import LABELED_BATCH_SIZE_KEY, LabeledUnlabeledLoader, unlabeled_cases
+from common.handlers import RandomStates
 
 
 def labeled_cases(count: int) -> list[dict]:
@@ -126,3 +132,40 @@ def test_extra_keys_are_concatenated_like_the_images() -> None:
     missing = LabeledUnlabeledLoader(loader(labeled_cases(2), 2), loader(unlabeled(2), 2), extra_keys=["image_strong"])
     with pytest.raises(KeyError, match="image_strong"):
         next(iter(missing))
+
+
+@pytest.mark.parametrize("num_workers", [0, 2], ids=["main process", "workers"])
+def test_random_states_of_both_streams_are_checkpointed(num_workers: int) -> None:
+    """The random states a checkpoint holds (:class:`common.handlers.RandomStates` of the trainer) reach the
+    labeled and the unlabeled loader: their shuffling, their own generator and their transforms' ``R`` (in the
+    main process) or their workers' seeds. Restored after epoch 1, epoch 2 comes again, batch for batch, with an
+    unlabeled stream that restarts mid-epoch."""
+    set_determinism(0)
+    noise = Compose([RandGaussianNoised(keys="image", prob=0.5, std=1.0), RandFlipd(keys="image", prob=0.5)])
+    labeled_loader = DataLoader(
+        Dataset(labeled_cases(6), noise), batch_size=2, shuffle=True, drop_last=True, num_workers=num_workers
+    )
+    unlabeled_loader = DataLoader(
+        Dataset(unlabeled(4), noise),
+        batch_size=2,
+        shuffle=True,
+        drop_last=True,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(7),
+    )
+    combined = LabeledUnlabeledLoader(labeled_loader, unlabeled_loader, epoch_length=3)
+    trainer = Engine(lambda engine, batch: None)
+    trainer.state.dataloader = combined  # as Ignite's run() sets it
+    states = RandomStates(trainer)
+    found = states.generators()
+    assert any(path.startswith("state.dataloader.unlabeled_loader.") for path in found), sorted(found)
+    assert any(path.startswith("state.dataloader.labeled_loader.") for path in found), sorted(found)
+
+    list(combined)  # epoch 1
+    saved = copy.deepcopy(states.state_dict())
+    epoch_2 = [batch["image"] for batch in combined]
+    states.load_state_dict(saved)
+    again = [batch["image"] for batch in combined]
+    assert all(torch.equal(a, b) for a, b in zip(again, epoch_2)) and len(again) == 3
+    epoch_3 = [batch["image"] for batch in combined]  # drawn on, not repeated
+    assert not all(torch.equal(a, b) for a, b in zip(epoch_3, epoch_2))

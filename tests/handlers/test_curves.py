@@ -99,3 +99,30 @@ def test_only_rank_zero_attaches(tmp_path, monkeypatch):
     trainer.run([0], max_epochs=1)
     assert saver.iterations == {} and not saver.png_path.exists()
     assert TrainingCurvesSaver.main_process_only
+
+
+def test_a_run_that_records_nothing_keeps_existing_curves(tmp_path):
+    """A finished training run again resumes at its last iteration and trains none: its curves stay as they were."""
+    outputs = [{"loss": torch.tensor(1.0 / (i + 1))} for i in range(4)]
+    trainer = _trainer(outputs, epochs=2)
+    saver = TrainingCurvesSaver(tmp_path)
+    saver.attach(trainer)
+    trainer.run(list(range(2)), max_epochs=2)
+    png, table = saver.png_path.read_bytes(), saver.csv_path.read_text()
+    assert len(table.splitlines()) == 1 + 4
+
+    again = Engine(lambda engine, batch: {"loss": 0.0})
+    rerun = TrainingCurvesSaver(tmp_path)
+    rerun.attach(again)
+
+    @again.on(Events.STARTED)
+    def _resumed(engine: Engine) -> None:  # as ResumeCheckpointLoader leaves a finished run's state
+        engine.state.epoch, engine.state.iteration = 2, 4
+
+    again.run(list(range(2)), max_epochs=2)
+    assert again.state.iteration == 4 and rerun.iterations == {} and rerun.metrics == {}
+    assert saver.png_path.read_bytes() == png and saver.csv_path.read_text() == table
+
+    empty = TrainingCurvesSaver(tmp_path / "never")
+    empty.save()
+    assert not (tmp_path / "never").exists()
