@@ -3,14 +3,26 @@ the collection index, MONAI Label's contract, ranking cases by uncertainty (``py
 
 from __future__ import annotations
 
-from .distributed import handlers_for_this_rank, init_distributed, is_main_process, local_device, wrap_ddp
+from .command_line import BundleInputError, check_command_line, install_error_hook
+from .distributed import (
+    handlers_for_this_rank,
+    init_distributed,
+    is_main_process,
+    local_device,
+    quiet_logging_on_other_ranks,
+    wrap_ddp,
+)
 from .export import ExportError, export_bundle, stage_bundle
 from .inputs import find_inputs, inference_datalist, inference_output_root
 from .locate import find_bundle_root, repository_root
 from .monai_label import check_monai_label_contract
 from .uncertainty import rank_by_uncertainty
+from .workers import available_cpus, loader_workers
 
 __all__ = [
+    "BundleInputError",
+    "check_command_line",
+    "install_error_hook",
     "find_bundle_root",
     "repository_root",
     "find_inputs",
@@ -21,9 +33,12 @@ __all__ = [
     "wrap_ddp",
     "is_main_process",
     "handlers_for_this_rank",
+    "quiet_logging_on_other_ranks",
     "ExportError",
     "export_bundle",
     "stage_bundle",
     "check_monai_label_contract",
     "rank_by_uncertainty",
+    "available_cpus",
+    "loader_workers",
 ]

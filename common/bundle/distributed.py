@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -10,7 +11,14 @@ from ignite.handlers import ProgressBar
 from monai.handlers import CheckpointSaver, MetricsSaver, MLFlowHandler, TensorBoardHandler
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["init_distributed", "local_device", "wrap_ddp", "is_main_process", "handlers_for_this_rank"]
+__all__ = [
+    "init_distributed",
+    "local_device",
+    "wrap_ddp",
+    "is_main_process",
+    "handlers_for_this_rank",
+    "quiet_logging_on_other_ranks",
+]
 
 
 def init_distributed(backend: str | None = None) -> None:
@@ -30,6 +38,29 @@ def init_distributed(backend: str | None = None) -> None:
             "`torchrun --nproc_per_node=2 -m monai.bundle run --config_file ...`"
         )
     dist.init_process_group(backend=backend or ("nccl" if torch.cuda.is_available() else "gloo"))
+    quiet_logging_on_other_ranks(dist.get_rank())
+
+
+def quiet_logging_on_other_ranks(rank: int) -> None:
+    """Keep only warnings and errors in the log of ranks other than 0, so that a run logs each line once.
+
+    Every rank runs the same configs, handlers and data preparation; their INFO lines (the banner, the data checks,
+    Ignite's epoch lines, MONAI's StatsHandler) would appear once per process. The root logger and every logger that
+    sets its own level below WARNING are raised to WARNING; problems are still reported by every rank.
+
+    Args:
+        rank: this process's rank; 0 leaves logging unchanged.
+    """
+    if rank == 0:
+        return
+    loggers = [logging.getLogger()] + [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET
+    ]
+    for logger in loggers:
+        if logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
 
 
 def local_device() -> torch.device:

@@ -9,7 +9,8 @@
 - ``scripts/``: the modules of ``common`` the configs use, found from the configs' references and the modules' imports
   (:mod:`common.bundle.vendor`);
 - ``configs/metadata.json`` with ``required_packages_version`` listing the PyPI distributions the configs and the
-  vendored code need, pinned to the exporting environment's versions, and the MONAI/PyTorch/NumPy versions;
+  vendored code need (plain imports; modules imported only through MONAI's ``optional_import`` are named in the
+  model card instead), pinned to the exporting environment's versions, and the MONAI/PyTorch/NumPy versions;
 - ``models/model.pt`` (the trained state dict) and ``models/model.ts``, made from it by MONAI's ``ckpt_export`` run
   inside the export with the ``common`` package blocked, so that the TorchScript comes from the vendored code.
 
@@ -181,6 +182,7 @@ def _required_packages(plan: VendorPlan, declared: dict[str, str], meta_file: Pa
             )
         wanted.setdefault(_canonical(name), name)
     providers = importlib_metadata.packages_distributions()
+    # plain imports only: what the vendored code imports through optional_import fails only on the path that uses it
     for module, importers in sorted(plan.third_party.items()):
         dists = providers.get(module)
         if not dists:
@@ -200,6 +202,13 @@ def _required_packages(plan: VendorPlan, declared: dict[str, str], meta_file: Pa
 
 def _exported_readme_section(bundle: Path, zoo_name: str, plan: VendorPlan) -> str:
     packages = sorted({n.split(".")[1] for n in plan.vendored if n.count(".") >= 1})
+    optional = ""
+    if plan.optional:
+        names = ", ".join(f"`{name}`" for name in sorted(plan.optional))
+        optional = (
+            f"\nNot required: {names}, which the vendored code imports only where a data layout needs them (MONAI's "
+            "`optional_import`: HDF5 volumes, NIfTI files); install them to read such data with this bundle.\n"
+        )
     return f"""
 
 ## Exported bundle
@@ -207,7 +216,10 @@ This folder is the bundle `{bundle.name}` of label-efficient-bundles, exported a
 `python -m common.bundle export bundles/{bundle.name}`. It runs without that project: the components its configs name
 are vendored in `scripts/` ({", ".join(f"`scripts.{p}`" for p in packages)}), so `{PACKAGE}.networks.X` of the
 repository is `scripts.networks.X` here. `bundle_root` is `.`: run the commands from this folder, and drop the
-`bundles/{bundle.name}/` prefix of the paths in the commands above.
+`bundles/{bundle.name}/` prefix of the paths in the commands above. From another folder, put this folder on
+`PYTHONPATH` and pass it as `--bundle_root` (MONAI imports the configs' `scripts` before it adds the bundle folder
+to `sys.path`): `PYTHONPATH=<this folder> python -m monai.bundle run --config_file <this folder>/configs/inference.json
+--bundle_root <this folder> ...`.
 
 ```bash
 # install: monai, torch and numpy at the `monai_version`, `pytorch_version`, `numpy_version` of
@@ -217,7 +229,7 @@ python -m monai.bundle verify_net_in_out network_def --meta_file configs/metadat
 python -m monai.bundle run --config_file configs/inference.json --dataset_dir /path/to/images
 ```
 `models/model.pt` is the trained network's state dict, `models/model.ts` its TorchScript export (`ckpt_export`).
-"""
+{optional}"""
 
 
 def _scan_leftovers(config: Any, where: Path, repo_root: Path) -> None:

@@ -28,7 +28,7 @@ def find_inputs(
     """
     folder = Path(input_dir)
     if not folder.is_dir():
-        raise FileNotFoundError(f"inference input folder {folder} does not exist (set --input_dir <folder>).")
+        raise FileNotFoundError(f"inference input folder {folder} does not exist (set --dataset_dir <folder>).")
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     lowered = [x.lower() for x in patterns]
     candidates = folder.rglob("*") if recursive else folder.iterdir()
@@ -36,7 +36,7 @@ def find_inputs(
         str(p.resolve()) for p in candidates if p.is_file() and any(fnmatch(p.name.lower(), x) for x in lowered)
     )
     if not found:
-        raise FileNotFoundError(f"no file matching {patterns} in {folder} (set --input_dir or --input_patterns).")
+        raise FileNotFoundError(f"no file matching {patterns} in {folder} (set --dataset_dir or --input_patterns).")
     return found
 
 

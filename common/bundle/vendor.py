@@ -52,8 +52,13 @@ class VendorPlan:
         modules: dotted names of the modules copied whole (including package ``__init__`` files that hold code).
         trimmed: dotted names of packages whose ``__init__`` only re-exports; copied with the re-exports of
             vendored modules only.
-        third_party: top-level names of the non-standard-library modules the copied code imports, each with the
-            vendored modules that import it.
+        third_party: top-level names of the non-standard-library modules the copied code imports (``import`` and
+            ``from ... import`` statements, which fail at run time without them), each with the vendored modules that
+            import them.
+        optional: those that the copied code imports only through MONAI's ``optional_import`` (and never with a
+            plain import), each with its importers: the code runs without them until a path that needs them is
+            taken (``nibabel`` for NIfTI layouts, ``h5py`` for HDF5), which then stops with MONAI's
+            ``OptionalImportError`` naming the module.
     """
 
     package: str
@@ -61,6 +66,7 @@ class VendorPlan:
     modules: set[str] = field(default_factory=set)
     trimmed: set[str] = field(default_factory=set)
     third_party: dict[str, set[str]] = field(default_factory=dict)
+    optional: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def vendored(self) -> set[str]:
@@ -220,10 +226,10 @@ class _Closure:
                     return
         raise VendorError(f"{origin}: {module} has no attribute {attribute!r} (not re-exported by its __init__.py)")
 
-    def note_third_party(self, imported: str, by: str) -> None:
+    def note_third_party(self, imported: str, by: str, optional: bool = False) -> None:
         top = imported.split(".")[0]
         if top and top not in _NOT_THIRD_PARTY:
-            self.plan.third_party.setdefault(top, set()).add(by)
+            (self.plan.optional if optional else self.plan.third_party).setdefault(top, set()).add(by)
 
     def scan(self, name: str, only_outside: bool = False) -> None:
         """Follow the imports of module ``name``: in-package ones are needed (unless ``only_outside``)."""
@@ -258,7 +264,7 @@ class _Closure:
             else:
                 target = _optional_import_target(node)
                 if target is not None:
-                    self.note_third_party(target, name)
+                    self.note_third_party(target, name, optional=True)
 
 
 # --------------------------------------------------------------------------------------------- config references
@@ -371,7 +377,8 @@ def plan_vendoring(references: list[tuple[str, str]], root: Path, package: str =
         package: the package's import name.
 
     Returns:
-        the plan: modules to copy whole, package ``__init__`` files to trim, third-party imports.
+        the plan: modules to copy whole, package ``__init__`` files to trim, third-party imports (required and
+        optional).
 
     Raises:
         VendorError: a reference to a missing module or attribute, or an import that cannot be vendored.
@@ -379,7 +386,10 @@ def plan_vendoring(references: list[tuple[str, str]], root: Path, package: str =
     closure = _Closure(Path(root), package)
     for origin, dotted in references:
         closure.need_reference(dotted, origin)
-    return closure.plan
+    plan = closure.plan
+    # a module imported plainly anywhere in the copy is required, whatever else imports it optionally
+    plan.optional = {k: v for k, v in plan.optional.items() if k not in plan.third_party}
+    return plan
 
 
 # ------------------------------------------------------------------------------------------------------ writing

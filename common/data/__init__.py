@@ -7,8 +7,8 @@ files and saves the datalist; ``load_datalist`` reads it back with absolute path
 
 from __future__ import annotations
 
-from common.data.checks import DataValidationError, check_cases
-from common.data.datalist import load_datalist, save_datalist, split_cases
+from common.data.checks import DataValidationError, IntensityCheckError, check_cases, check_intensities
+from common.data.datalist import evaluation_cases, load_datalist, save_datalist, split_cases
 from common.data.layouts import LAYOUTS, get_layout
 from common.data.phantoms import AirwayPhantom3D, LesionPhantom2D, OrganPhantom3D
 from common.data.prepare import prepare_datalist
@@ -21,10 +21,13 @@ __all__ = [
     "AirwayPhantom3D",
     "DataValidationError",
     "H5Reader",
+    "IntensityCheckError",
     "LabeledUnlabeledLoader",
     "LesionPhantom2D",
     "OrganPhantom3D",
     "check_cases",
+    "check_intensities",
+    "evaluation_cases",
     "get_layout",
     "load_datalist",
     "prepare_datalist",

@@ -3,6 +3,10 @@
 A broken file found in epoch 37 costs a day; found here it costs a second. :func:`check_cases` reads every image
 and label file of the cases (read-only: it never writes, renames or touches a file) and raises one
 :class:`DataValidationError` that lists every problem, one ``<file path>: <problem>`` line each.
+
+:func:`check_intensities` runs a few cases through the bundle's own loading and intensity normalisation and stops
+when the normalisation flattens an image (an HU window applied to MRI turns a volume into a constant, and training
+then learns nothing without a word).
 """
 
 from __future__ import annotations
@@ -16,7 +20,15 @@ import numpy as np
 
 from common.data.io import read_array, spatial_shape
 
-__all__ = ["DataValidationError", "check_cases", "MAX_REPORTED_PROBLEMS"]
+__all__ = [
+    "DataValidationError",
+    "IntensityCheckError",
+    "check_cases",
+    "check_intensities",
+    "MAX_REPORTED_PROBLEMS",
+    "MAX_FLAT_FRACTION",
+    "MIN_NORMALIZED_STD",
+]
 
 logger = logging.getLogger("common.data")
 
@@ -32,6 +44,9 @@ class DataValidationError(ValueError):
     Args:
         problems: every problem found, one line each.
     """
+
+    # printed as the last lines of a bundle run, without the traceback (common.bundle.install_error_hook)
+    user_facing = True
 
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
@@ -146,6 +161,13 @@ def check_cases(
     if label_threshold is not None and num_labels:
         log = logger.warning if num_empty_labels == num_labels else logger.info
         log("%d of %d labels have no foreground pixel (no value >= %s)", num_empty_labels, num_labels, label_threshold)
+        if allowed is None:
+            # lossy (JPEG) masks hold values around 0 and 255 (3, 128, 252, ...): they are binarised, not refused
+            logger.info(
+                "mask values not checked against a label set (lossy masks): a pixel is foreground where its value "
+                ">= %s, so stray values from compression are thresholded",
+                label_threshold,
+            )
     if problems:
         raise DataValidationError(problems)
 
@@ -185,3 +207,112 @@ def _check_labels(
         if foreground is not None and label_threshold is not None:
             foreground = foreground or bool(np.any(array >= label_threshold))
     return foreground
+
+
+MAX_FLAT_FRACTION = 0.95
+"""Share of voxels at the normalised image's minimum or maximum (clipped to one value) that counts as flattened."""
+
+MIN_NORMALIZED_STD = 0.01
+"""Standard deviation of a normalised image below which it counts as flattened: 1 % of the [0, 1] output range of a
+window or percentile scaling, 1 % of a z-score's unit standard deviation. (Ours: these two thresholds are not from a
+paper; a well-windowed CT or a scaled MRI volume has a standard deviation of 0.1 to 1 on these scales.)"""
+
+NORMALIZATION_KEYS_HINT = "intensity_normalization (auto | ct_window | mri_zscore | mri_percentile | rgb | none)"
+"""The config key that changes the normalisation, named in the error message."""
+
+
+class IntensityCheckError(DataValidationError):
+    """The intensity normalisation flattens some cases; ``problems`` holds one ``<file path>: <problem>`` line each.
+
+    The message ends with one line saying what to do (``hint``), so that it is the last line a bundle run prints.
+
+    Args:
+        problems: one line per flattened case.
+        hint: what to change.
+    """
+
+    def __init__(self, problems: Sequence[str], hint: str = "") -> None:
+        super().__init__(problems)
+        self.hint = hint
+        if hint:
+            self.args = (f"{self.args[0]}\n{hint}",)
+
+
+def _describe_normalization(transforms: Sequence[Any]) -> str:
+    descriptions = [transform.describe() for transform in transforms if callable(getattr(transform, "describe", None))]
+    if descriptions:
+        return "; ".join(descriptions)
+    return ", ".join(type(transform).__name__ for transform in transforms) or "no intensity transform"
+
+
+def _as_array(image: Any) -> np.ndarray:
+    if hasattr(image, "detach"):
+        image = image.detach().cpu().numpy()
+    # a copy: a later transform may write into the loaded image's memory
+    return np.array(image, dtype=np.float64, copy=True)
+
+
+def check_intensities(
+    cases: Iterable[Mapping[str, Any]],
+    load: Sequence[Any],
+    normalize: Sequence[Any],
+    *,
+    num_cases: int = 3,
+    image_key: str = "image",
+    min_std: float = MIN_NORMALIZED_STD,
+    max_flat_fraction: float = MAX_FLAT_FRACTION,
+) -> None:
+    """Run the first ``num_cases`` cases through ``load`` then ``normalize`` and stop if an image is flattened.
+
+    A normalised image is flattened when at least ``max_flat_fraction`` of its voxels sit at its minimum or at its
+    maximum (clipped to one value: a window far from the data), or when its standard deviation is below ``min_std``
+    (a tiny spread: an MRI volume in ``[0, 1.2]`` through the HU window ``[-200, 250]`` spans ``[0.4442, 0.4471]``).
+    The cases are those training starts with, read with the bundle's own transforms, so the check sees exactly what
+    the network would see (before the random crops and augmentations).
+
+    Args:
+        cases: datalist entries (``"image"`` path, ``"label"`` where labeled), e.g. ``datalist["training"]``.
+        load: the bundle's loading transforms (dictionary transforms, e.g. ``LoadImaged`` + ``EnsureChannelFirstd``).
+        normalize: the bundle's intensity transforms (e.g. ``[ModalityNormalized(...)]``); a transform with a
+            ``describe()`` method is named by it in the message.
+        num_cases: how many cases to check, from the start of ``cases``.
+        image_key: the key of the image in the transformed dict.
+        min_std: standard deviation of the normalised image below which it is flattened.
+        max_flat_fraction: share of voxels at the minimum or the maximum at or above which it is flattened.
+
+    Raises:
+        IntensityCheckError: some case is flattened; one line per case names its image file, the raw and normalised
+            ranges, the normalisation and the config key to change.
+    """
+    load, normalize = list(load), list(normalize)
+    problems: list[str] = []
+    for index, case in enumerate(cases):
+        if index >= num_cases:
+            break
+        data: Any = dict(case)
+        for transform in load:
+            data = transform(data)
+        raw = _as_array(data[image_key])
+        for transform in normalize:
+            data = transform(data)
+        image = _as_array(data[image_key])
+        if image.size == 0:
+            continue
+        low, high = float(image.min()), float(image.max())
+        tolerance = 1e-6 * max(1.0, high - low)
+        flat_fraction = max(float(np.mean(image <= low + tolerance)), float(np.mean(image >= high - tolerance)))
+        std = float(image.std())
+        if std >= min_std and flat_fraction < max_flat_fraction:
+            continue
+        path = case.get(image_key, case.get("id", f"case #{index}"))
+        problems.append(
+            f"{os.fspath(path) if isinstance(path, str | os.PathLike) else path}: the intensity normalisation "
+            f"flattens this image: raw [{raw.min():.4g}, {raw.max():.4g}] -> [{low:.4g}, {high:.4g}], std {std:.3g}, "
+            f"{100 * flat_fraction:.1f}% of voxels at one value"
+        )
+    if problems:
+        hint = (
+            f"Normalisation: {_describe_normalization(normalize)}. Set {NORMALIZATION_KEYS_HINT} or the window to fit "
+            "this data (check_data=false skips this check)."
+        )
+        raise IntensityCheckError(problems, hint)

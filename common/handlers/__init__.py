@@ -4,24 +4,46 @@ the dynamic mask ratio, airway figures."""
 from __future__ import annotations
 
 from .airway_figure import AirwayFigureSaver, draw_airway_projection
-from .checkpoint import AtomicCheckpointSaver, GradScalerStates, ResumeCheckpointLoader, latest_checkpoint
+from .checkpoint import (
+    AtomicCheckpointSaver,
+    GradScalerStates,
+    RandomStates,
+    ResumeCheckpointLoader,
+    RunRecord,
+    data_fingerprint,
+    latest_checkpoint,
+)
 from .curves import TrainingCurvesSaver, scalar_outputs
 from .dataset_iou import DatasetMeanIoU, DatasetMeanIoUMetric
-from .distances import HausdorffDistanceMM, SurfaceDistanceMM, voxel_spacing
+from .distances import (
+    MISSED_DISTANCE,
+    MISSED_SUFFIX,
+    HausdorffDistanceMM,
+    MissAwareHausdorffDistanceMetric,
+    MissAwareSurfaceDistanceMetric,
+    SurfaceDistanceMM,
+    image_diagonal,
+    missed_case_distances,
+    voxel_spacing,
+)
 from .ema import EMAMomentumScheduler, EMATeacher, mean_teacher_alpha
 from .figures import CaseFigureSaver, OverlayFigureSaver, draw_overlay
 from .mask_ratio import DynamicMaskRatio, dynamic_mask_ratio
-from .progress import TrainingProgressBar
+from .progress import TrainingBanner, TrainingProgressBar
 from .ramps import RAMPS, RampScheduler, cosine_rampdown, cosine_rampup, linear_rampup, sigmoid_rampup
 
 __all__ = [
     "AtomicCheckpointSaver",
     "GradScalerStates",
+    "RandomStates",
     "ResumeCheckpointLoader",
+    "RunRecord",
+    "data_fingerprint",
     "latest_checkpoint",
     "CaseFigureSaver",
     "OverlayFigureSaver",
     "draw_overlay",
+    "TrainingBanner",
     "TrainingProgressBar",
     "EMAMomentumScheduler",
     "EMATeacher",
@@ -35,6 +57,12 @@ __all__ = [
     "HausdorffDistanceMM",
     "SurfaceDistanceMM",
     "voxel_spacing",
+    "MISSED_DISTANCE",
+    "MISSED_SUFFIX",
+    "MissAwareHausdorffDistanceMetric",
+    "MissAwareSurfaceDistanceMetric",
+    "image_diagonal",
+    "missed_case_distances",
     "AirwayFigureSaver",
     "draw_airway_projection",
     "DynamicMaskRatio",

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from common.transforms.converters import rgb_image, single_channel_mask
 from common.transforms.cube_mask import RandCubeMask, RandCubeMaskD, RandCubeMaskd, RandCubeMaskDict
+from common.transforms.intensity import (
+    MODALITIES,
+    MODALITY_MODES,
+    NORMALIZATION_MODES,
+    ModalityNormalize,
+    ModalityNormalizeD,
+    ModalityNormalized,
+    ModalityNormalizeDict,
+    resolve_normalization,
+)
 from common.transforms.masks import DEFAULT_MASK_THRESHOLD, BinaryMask, BinaryMaskD, BinaryMaskd, BinaryMaskDict
 from common.transforms.monr import MultiOrderResponses, multi_order_images, sobel_gradients
 from common.transforms.sdf import (
@@ -37,3 +47,13 @@ __all__ = [
     "sobel_gradients",
 ]
 __all__ += ["RandStrongView", "RandStrongViewD", "RandStrongViewDict", "RandStrongViewd"]
+__all__ += [
+    "MODALITIES",
+    "MODALITY_MODES",
+    "NORMALIZATION_MODES",
+    "ModalityNormalize",
+    "ModalityNormalizeD",
+    "ModalityNormalizeDict",
+    "ModalityNormalized",
+    "resolve_normalization",
+]

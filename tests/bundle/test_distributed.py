@@ -149,3 +149,37 @@ def test_single_process_gloo_group_trains_a_ddp_model(monkeypatch: pytest.Monkey
     finally:
         dist.destroy_process_group()
     assert not dist.is_initialized()
+
+
+def test_other_ranks_log_warnings_only() -> None:
+    import logging
+
+    from common.bundle import quiet_logging_on_other_ranks
+
+    root, chatty, quiet = logging.getLogger(), logging.getLogger("leb.test.chatty"), logging.getLogger("leb.test.q")
+    saved = root.level, chatty.level, quiet.level
+    try:
+        root.setLevel(logging.INFO)
+        chatty.setLevel(logging.DEBUG)  # a logger with its own level below WARNING (MONAI's StatsHandler sets one)
+        quiet.setLevel(logging.ERROR)
+        quiet_logging_on_other_ranks(0)
+        assert (root.level, chatty.level, quiet.level) == (logging.INFO, logging.DEBUG, logging.ERROR)
+        quiet_logging_on_other_ranks(1)
+        assert (root.level, chatty.level, quiet.level) == (logging.WARNING, logging.WARNING, logging.ERROR)
+        assert not logging.getLogger("leb.test.inherits").isEnabledFor(logging.INFO)
+        assert logging.getLogger("leb.test.inherits").isEnabledFor(logging.WARNING)
+    finally:
+        root.setLevel(saved[0]), chatty.setLevel(saved[1]), quiet.setLevel(saved[2])
+
+
+BUNDLES_DIR = Path(__file__).resolve().parents[2] / "bundles"
+
+
+@pytest.mark.parametrize("bundle", sorted(p.parent.parent.name for p in BUNDLES_DIR.glob("*/configs/train.json")))
+def test_multi_gpu_configs_show_dataset_progress_on_rank_zero_only(bundle: str) -> None:
+    import json
+
+    config = json.loads((BUNDLES_DIR / bundle / "configs" / "multi_gpu_train.json").read_text())
+    progress = {k for k, v in config.items() if k.endswith("#progress")}
+    assert {"train#dataset#progress", "validate#dataset#progress"} <= progress
+    assert all(config[k] == "$common.bundle.is_main_process()" for k in progress)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -61,7 +62,10 @@ def test_staged_metadata_lists_real_distributions(bundle: Path, tmp_path: Path) 
     meta = json.loads((staged.path / "configs" / "metadata.json").read_text())
     packages = meta["required_packages_version"]
     assert packages == staged.required_packages
-    assert {"pytorch-ignite", "pillow", "scipy", "nibabel"} <= set(packages)  # imported by the vendored code
+    assert {"pytorch-ignite", "pillow", "scipy"} <= set(packages)  # imported by the vendored code
+    # a 2D bundle reads no HDF5 nor NIfTI: the vendored layouts import h5py/nibabel only through optional_import
+    assert not {"h5py", "nibabel"} & set(packages)
+    assert {"h5py", "nibabel"} <= set(staged.plan.optional)
     assert not {"torch", "monai", "numpy", "label-efficient-bundles", "common"} & set(packages)
     for name, pinned in packages.items():
         assert version(name).split("+")[0] == pinned
@@ -80,6 +84,25 @@ def test_staged_network_builds_with_common_blocked(bundle: Path, tmp_path: Path)
         proc = subprocess.run([sys.executable, "-c", code], cwd=staged.path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("scripts.networks.cmunext")
+
+
+def test_exported_readme_command_from_another_folder_works(bundle: Path, tmp_path: Path) -> None:
+    staged = stage_bundle(bundle, tmp_path / NAME, NAME)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder = str(staged.path)
+    command = [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--device", "cpu"]
+    command += ["--meta_file", f"{folder}/configs/metadata.json", "--config_file", f"{folder}/configs/inference.json"]
+    command += ["--bundle_root", folder]
+    readme = (staged.path / "docs" / "README.md").read_text()
+    assert "PYTHONPATH=<this folder>" in readme and "--bundle_root <this folder>" in readme
+    assert "Not required: `h5py`, `nibabel`" in readme
+    with blocked_package_env() as env:
+        alone = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True)
+        env["PYTHONPATH"] += os.pathsep + folder  # what the exported README says to do
+        told = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert alone.returncode != 0 and "scripts" in alone.stderr  # why --bundle_root alone is not enough
+    assert told.returncode == 0, told.stderr[-3000:]
 
 
 def test_blocked_package_cannot_be_imported() -> None:
@@ -101,7 +124,7 @@ def test_export_without_a_trained_model_says_how_to_train(bundle: Path, tmp_path
         (lambda b: (b / "scripts").mkdir(), "scripts exists"),
         (lambda b: (b / "configs" / "extra.yaml").write_text("a: 1\n"), "are YAML"),
         (lambda b: _edit_meta(b, version="0.1"), "must be semantic"),
-        (lambda b: _edit_meta(b, version="0.2.0"), "no entry in 'changelog'"),
+        (lambda b: _edit_meta(b, version="9.9.9"), "no entry in 'changelog'"),
         (lambda b: _edit_meta(b, required_packages_version={"no-such-distribution-xyz": "1.0"}), "not an installed"),
         (lambda b: (b / "docs" / "README.md").write_text("Model card without a title\n"), "level-1 heading"),
         (lambda b: _edit_config(b, "inference.json", network_def={"_target_": "common.networks.Missing"}), "Missing"),
@@ -173,7 +196,8 @@ def test_export_writes_folder_zip_torchscript_and_index(bundle: Path, tmp_path: 
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), network(x))
     index = json.loads((tmp_path / "dist" / "model_info.json").read_text())
-    assert index == {f"{NAME}_v0.1.0": {"checksum": result.checksum, "source": f"{NAME}_v0.1.0.zip"}}
-    assert result.zip_file.name == f"{NAME}_v0.1.0.zip"
+    version = json.loads((bundle / "configs" / "metadata.json").read_text())["version"]  # the key follows the bundle
+    assert index == {f"{NAME}_v{version}": {"checksum": result.checksum, "source": f"{NAME}_v{version}.zip"}}
+    assert result.zip_file.name == f"{NAME}_v{version}.zip"
     with zipfile.ZipFile(result.zip_file) as archive:
         assert f"{NAME}/models/model.ts" in archive.namelist()

@@ -21,6 +21,12 @@ def collection(tmp_path: Path) -> Path:
     bundles = tmp_path / "bundles"
     outputs = shutil.ignore_patterns("models", "eval", "data")
     shutil.copytree(ROOT / "bundles" / "cmunext", bundles / "cmunext", ignore=outputs)
+    # a fixed version, so that the tests do not follow the real bundle's releases
+    meta_file = bundles / "cmunext" / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    meta["version"] = "0.1.0"
+    meta["changelog"].setdefault("0.1.0", "the first release")
+    meta_file.write_text(json.dumps(meta, indent=4))
     return bundles
 
 

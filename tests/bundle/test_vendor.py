@@ -98,7 +98,14 @@ def package(tmp_path: Path) -> Path:
                 def get(name):
                     return REGISTRY[name]()
             """,
-            "registry/a.py": "class A:\n    pass\n",
+            "registry/a.py": """
+                from monai.utils import optional_import
+
+                nib, _ = optional_import("nibabel")
+
+                class A:
+                    pass
+            """,
             "registry/b.py": "import nibabel\n\nclass B:\n    pass\n",
         },
     )
@@ -110,14 +117,16 @@ def test_closure_follows_imports_and_trims_reexports(package: Path) -> None:
     assert plan.modules == {"pkg", "pkg.nets.small", "pkg.util.maths", "pkg.util.text", "pkg.util.late"}
     assert plan.trimmed == {"pkg.nets", "pkg.util"}
     assert "pkg.nets.big" not in plan.vendored  # the TYPE_CHECKING import is not followed
-    assert set(plan.third_party) == {"numpy", "monai", "h5py"}  # h5py through optional_import; no scipy
+    assert set(plan.third_party) == {"numpy", "monai"}  # no scipy: Big is not vendored
+    assert plan.optional == {"h5py": {"pkg.util.maths"}}  # only through optional_import: not required at run time
     assert plan.third_party["numpy"] == {"pkg.nets.small"}
 
 
 def test_a_package_init_with_code_comes_whole_with_its_imports(package: Path) -> None:
     plan = plan_vendoring([("cfg: x", "pkg.registry.get")], package, "pkg")
     assert {"pkg.registry", "pkg.registry.a", "pkg.registry.b"} <= plan.modules
-    assert "nibabel" in plan.third_party
+    assert "nibabel" in plan.third_party  # b.py imports it plainly: required, though a.py imports it optionally
+    assert "nibabel" not in plan.optional
 
 
 def test_vendored_copy_imports_and_runs_under_its_new_name(package: Path, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ would, layering the bundle's ``configs/quick.json`` on ``train.json``. What ever
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -95,9 +96,11 @@ def trainer_state(checkpoint: Path) -> dict:
     return torch.load(checkpoint, map_location="cpu", weights_only=True)["trainer"]
 
 
-def last_checkpoint(bundle: Path) -> Path:
-    found = sorted((bundle / "models").glob("checkpoint_*=*.pt"), key=lambda p: int(p.stem.rsplit("=", 1)[1]))
-    assert found, f"no interval checkpoint in {bundle / 'models'}: {list((bundle / 'models').iterdir())}"
+def last_checkpoint(bundle: Path, models: Path | None = None) -> Path:
+    """The newest interval checkpoint in ``models`` (default: the bundle's ``models/``)."""
+    models = bundle / "models" if models is None else models
+    found = sorted(models.glob("checkpoint_*=*.pt"), key=lambda p: int(p.stem.rsplit("=", 1)[1]))
+    assert found, f"no interval checkpoint in {models}: {list(models.iterdir())}"
     return found[-1]
 
 
@@ -313,19 +316,88 @@ def test_uncertainty_maps_rank_cases(name, trained, tmp_path_factory):
 
 
 # -------------------------------------------------------------------------------- resume, DDP, bad input
+# Tiny schedules for the kill + resume comparison (seconds per epoch on one CPU thread): each bundle's quick run made
+# smaller, with at least three epochs so that a run killed after its first checkpoint has epochs left to resume.
+# Loader workers (num_workers > 0) in a supervised and a semi-supervised bundle: their seeds come from the checkpoint.
+RESUME_RUNS = {
+    "asenet": (
+        ("train", "isic2018", "quick", "quick_isic2018"),  # 2D semi-supervised
+        ["--max_iterations", "12", "--epoch_length", "4", "--num_workers", "2"],
+    ),
+    "cmunext": (
+        ("train", "quick"),
+        ["--epochs", "4", "--image_size", "[32,32]", "--phantom#num_cases", "16", "--num_workers", "2"],
+    ),
+    "dfcps": (("train", "quick", "benchmark"), ["--epochs", "3", "--epoch_length", "2"]),  # 2D semi-supervised
+    "dmgsa": (("train", "quick"), ["--epochs", "3", "--val_interval", "1"]),  # 3D
+    "ugmcl": (("train", "quick"), ["--max_iterations", "12", "--epoch_length", "4"]),  # 3D semi-supervised
+}
+RUN_RECORD = "run"  # the checkpoint key that names each copy's own data files (paths, times): not compared
+
+
+def resume_run_args(bundle: Path, name: str) -> list[str]:
+    names, overrides = RESUME_RUNS.get(name, (("train", "quick"), []))
+    return ["--config_file", configs(bundle, *names), *overrides]
+
+
+def resume_run_folders(bundle: Path, name: str) -> tuple[Path, Path]:
+    """``ckpt_dir`` and ``output_dir`` of the resume run (a data set's config may move them, as isic2018.json)."""
+    parser = parse(bundle, *RESUME_RUNS.get(name, (("train", "quick"), []))[0])
+    return Path(parser.get_parsed_content("ckpt_dir")), Path(parser.get_parsed_content("output_dir"))
+
+
+def assert_bit_identical(actual, expected, where: str = "") -> None:
+    """Every tensor equal bit for bit (``torch.equal``), every other value equal, in nested checkpoint content."""
+    if isinstance(expected, torch.Tensor):
+        assert isinstance(actual, torch.Tensor) and actual.shape == expected.shape, where
+        if not torch.equal(actual, expected):
+            difference = (actual.double() - expected.double()).abs().max().item()
+            raise AssertionError(f"{where} differs (max |difference| {difference})")
+    elif isinstance(expected, dict):
+        assert sorted(map(str, actual)) == sorted(map(str, expected)), (
+            f"{where}: {sorted(actual)} != {sorted(expected)}"
+        )
+        for key in expected:
+            assert_bit_identical(actual[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, (list, tuple)):
+        assert len(actual) == len(expected), where
+        for index, (a, e) in enumerate(zip(actual, expected)):
+            assert_bit_identical(a, e, f"{where}[{index}]")
+    else:
+        assert actual == expected, f"{where}: {actual!r} != {expected!r}"
+
+
+def curve_rows(output_dir: Path) -> list[list[str]]:
+    return list(csv.reader(open(output_dir / "training_curves.csv", newline="")))[1:]
+
+
+def last_line(output: str) -> str:
+    return [line for line in output.splitlines() if line.strip()][-1]
+
+
 @pytest.mark.parametrize("name", grouped("resume"))
 def test_resume_after_kill(name, tmp_path):
-    """A run killed after its first checkpoint resumes from it (modern ``run`` form) and ends where it should."""
-    bundle = copy_bundle(name, tmp_path)
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", configs(bundle, "train", "quick")]
+    """A run killed (SIGKILL) after its first checkpoint resumes from it and is the run it would have been: at a tiny
+    schedule on CPU, its final checkpoint (network, teacher, optimizers, schedulers, trainer, AMP scalers, every
+    random state) and best model are bit-identical to those of an uninterrupted run, and so are the losses and
+    validation metrics of every resumed epoch. The same command once more trains zero iterations, says so in its
+    last line and leaves every file as it was; with ``--dataset_dir <another folder>`` it trains afresh, after one
+    warning, with the old run's files moved aside."""
+    reference = copy_bundle(name, tmp_path / "reference")
+    monai_bundle(reference, "run", "training", *resume_run_args(reference, name))
+    reference_models, reference_eval = resume_run_folders(reference, name)
+
+    bundle = copy_bundle(name, tmp_path / "killed")
+    models, evals = resume_run_folders(bundle, name)
+    cmd = [sys.executable, "-m", "monai.bundle", "run", *resume_run_args(bundle, name)]
     log = open(tmp_path / "first.log", "w")
     proc = subprocess.Popen(cmd, cwd=bundle, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + TIMEOUT
     try:
         while time.time() < deadline and proc.poll() is None:
-            if list((bundle / "models").glob("checkpoint_*=*.pt")):
+            if models.is_dir() and list(models.glob("checkpoint_*=*.pt")):
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
         assert proc.poll() is None, (
             "training ended before it could be interrupted:\n" + (tmp_path / "first.log").read_text()
         )
@@ -333,17 +405,59 @@ def test_resume_after_kill(name, tmp_path):
     finally:
         proc.wait(timeout=60)
         log.close()
-    killed_at = trainer_state(last_checkpoint(bundle))
+    killed_at = trainer_state(last_checkpoint(bundle, models))
     assert killed_at["iteration"] < killed_at["max_epochs"] * killed_at["epoch_length"], "nothing left to resume"
 
-    resumed = monai_bundle(bundle, "run", "--config_file", configs(bundle, "train", "quick"))
+    resumed = monai_bundle(bundle, "run", *resume_run_args(bundle, name))
     output = resumed.stdout + resumed.stderr
-    assert "Resuming from" in output, output[-3000:]
-    final = torch.load(last_checkpoint(bundle), map_location="cpu", weights_only=True)
+    assert "Resuming from" in output and "Not resuming" not in output, output[-3000:]
+    final = torch.load(last_checkpoint(bundle, models), map_location="cpu", weights_only=True)
     state = final["trainer"]
     assert state["iteration"] == state["max_epochs"] * state["epoch_length"], state
     if "lr_scheduler" in final:  # the schedule went on from where it stopped, not from the start
         assert final["lr_scheduler"]["last_epoch"] == state["iteration"], final["lr_scheduler"]
+
+    # the same run: bit for bit
+    expected = torch.load(last_checkpoint(reference, reference_models), map_location="cpu", weights_only=True)
+    assert last_checkpoint(bundle, models).name == last_checkpoint(reference, reference_models).name
+    assert RUN_RECORD in final and "random_states" in final
+    final.pop(RUN_RECORD), expected.pop(RUN_RECORD)
+    assert_bit_identical(final, expected, "checkpoint")
+    best = torch.load(models / "model.pt", map_location="cpu", weights_only=True)
+    assert_bit_identical(best, torch.load(reference_models / "model.pt", map_location="cpu", weights_only=True))
+    # losses and validation metrics of the resumed epochs (the resumed run records from where it resumed)
+    killed_epoch = killed_at["iteration"] // killed_at["epoch_length"]
+    rows = curve_rows(evals)
+    assert rows and {int(r[1]) for r in rows} == set(range(killed_epoch + 1, state["max_epochs"] + 1)), rows
+    assert rows == [r for r in curve_rows(reference_eval) if int(r[1]) > killed_epoch]
+
+    # the same command again: nothing to train, said last, nothing rewritten
+    outputs = sorted(p for folder in (models, evals) for p in folder.glob("*") if p.is_file())
+    before = {p: p.read_bytes() for p in outputs if not p.name.startswith("events.out")}
+    again = monai_bundle(bundle, "run", *resume_run_args(bundle, name))
+    # the log goes to stdout (logging.conf); stderr holds the data loading bars, printed before training
+    assert "Trained zero iterations" in last_line(again.stdout), (again.stdout + again.stderr)[-3000:]
+    assert {p: p.read_bytes() for p in before} == before
+
+    if name != "cmunext":  # one bundle suffices for the data check, a training afresh
+        return
+    # your own data after the demo: another folder (here the demo's files, copied with new times, a user's folder)
+    phantom = parse(bundle, "train", "quick").get_parsed_content("phantom_dir")
+    other = tmp_path / "my_data"
+    shutil.copytree(phantom, other, copy_function=shutil.copy)
+    (other / "phantom.json").unlink(missing_ok=True)
+    mine = monai_bundle(bundle, "run", *resume_run_args(bundle, name), "--dataset_dir", str(other))
+    output = mine.stdout + mine.stderr
+    assert "Resuming from" not in output and output.count("Not resuming from") == 1, output[-3000:]
+    assert "other data (" in output and str(other) in output, output[-3000:]
+    moved = sorted((models / "previous_runs").iterdir())
+    assert len(moved) == 1 and sorted(p.name for p in moved[0].iterdir()) == [
+        last_checkpoint(reference, reference_models).name,
+        "model.pt",
+    ]
+    assert (moved[0] / "model.pt").read_bytes() == before[models / "model.pt"]
+    assert int(curve_rows(evals)[0][2]) == 1  # trained from the first iteration
+    assert trainer_state(last_checkpoint(bundle, models))["iteration"] == state["iteration"]
 
 
 @pytest.mark.parametrize("name", grouped("ddp"))

@@ -189,3 +189,99 @@ def test_empty_masks_are_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture
     with caplog.at_level(logging.INFO, logger="common.data"):
         check_cases(cases, label_threshold=128)
     assert "1 of 2 labels have no foreground pixel" in caplog.text
+
+
+def test_jpeg_masks_with_stray_values_pass_and_the_log_says_they_are_thresholded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    image = write_jpeg(tmp_path / "image.jpg", noisy_rgb())
+    stray = binary_mask()
+    stray[0, :4] = (3, 128, 252, 1)  # Kvasir-SEG's JPEG masks hold such values near the edges
+    label = write_png(tmp_path / "mask.png", stray)
+    with caplog.at_level(logging.INFO, logger="common.data"):
+        check_cases([{"id": "a", "image": str(image), "label": str(label)}], label_threshold=128)  # no set: passes
+    assert "a pixel is foreground where its value >= 128, so stray values from compression are thresholded" in (
+        caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="common.data"), pytest.raises(DataValidationError):
+        check_cases([{"id": "a", "image": str(image), "label": str(label)}], label_values={0, 255}, label_threshold=128)
+    assert "thresholded" not in caplog.text  # a label set is checked: nothing to say about thresholding
+
+
+# ------------------------------------------------------------------------------------ normalised intensities
+def write_volume(path: Path, array: np.ndarray) -> Path:
+    nib.save(nib.Nifti1Image(array.astype(np.float32), np.eye(4)), path)
+    return path
+
+
+def volume_loader() -> list:
+    from monai.transforms import EnsureChannelFirstd, LoadImaged
+
+    return [LoadImaged(keys="image", image_only=True), EnsureChannelFirstd(keys="image")]
+
+
+def mri_range_volume(seed: int = 0) -> np.ndarray:
+    """A (24, 24, 16) MRI-like volume in [0, 1.2]: a bright blob (about 0.9) on a darker background (about 0.3)."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*(np.arange(n) for n in (24, 24, 16)), indexing="ij"), axis=-1)
+    blob = np.linalg.norm(grid - np.array([12, 12, 8]), axis=-1) < 6
+    image = np.where(blob, 0.9, 0.3) + 0.05 * rng.standard_normal(blob.shape)
+    image = np.clip(image, 0.0, 1.2)
+    image[0, 0, 0], image[-1, -1, -1] = 0.0, 1.2  # the full range, as in the issue's report
+    return image
+
+
+def test_hu_window_on_mri_stops_naming_the_file_window_and_key(tmp_path: Path) -> None:
+    from common.data import IntensityCheckError, check_intensities
+    from common.transforms import ModalityNormalized
+
+    path = write_volume(tmp_path / "case_000.nii.gz", mri_range_volume())
+    window = ModalityNormalized("image", mode="ct_window", window=(-200, 250))
+    with pytest.raises(IntensityCheckError) as raised:
+        check_intensities([{"image": str(path)}], volume_loader(), [window])
+    assert isinstance(raised.value, DataValidationError)  # printed short and last by the bundle runner's hook
+    message = str(raised.value)
+    assert f"{path}: the intensity normalisation flattens this image" in message
+    assert "-> [0.4444, 0.4471]" in message  # (0 + 200) / 450 and (1.2 + 200) / 450
+    assert "HU window [-200, 250]" in message and "'hu_window'" in message
+    assert "intensity_normalization (auto | ct_window | mri_zscore" in message
+
+
+def test_fitting_normalisation_passes(tmp_path: Path) -> None:
+    from common.data import check_intensities
+    from common.transforms import ModalityNormalized
+
+    path = write_volume(tmp_path / "case_000.nii.gz", mri_range_volume())
+    check_intensities([{"image": str(path)}], volume_loader(), [ModalityNormalized("image", "auto", "MRI")])
+    check_intensities([{"image": str(path)}], volume_loader(), [ModalityNormalized("image", "mri_percentile")])
+
+
+@pytest.mark.parametrize("air_fraction, flattened", [(0.97, True), (0.90, False)])
+def test_nearly_all_voxels_clipped_to_one_value_is_flattened(tmp_path: Path, air_fraction, flattened) -> None:
+    """A CT whose voxels sit below the window: its std (0.09 at 97 % air) is fine, the clipped share is not."""
+    from common.data import IntensityCheckError, check_intensities
+    from common.transforms import ModalityNormalized
+
+    image = np.full(1000, 40.0)
+    image[: round(air_fraction * 1000)] = -1000.0
+    path = write_volume(tmp_path / "ct.nii.gz", image.reshape(10, 10, 10))
+    window = ModalityNormalized("image", mode="ct_window", window=(-200, 250))
+    if flattened:
+        with pytest.raises(IntensityCheckError, match=r"97\.0% of voxels at one value"):
+            check_intensities([{"image": str(path)}], volume_loader(), [window])
+    else:
+        check_intensities([{"image": str(path)}], volume_loader(), [window])
+
+
+def test_only_the_first_cases_are_read(tmp_path: Path) -> None:
+    from common.data import IntensityCheckError, check_intensities
+    from common.transforms import ModalityNormalized
+
+    good = write_volume(tmp_path / "good.nii.gz", mri_range_volume())
+    flat = write_volume(tmp_path / "flat.nii.gz", np.full((8, 8, 8), 3.0))
+    cases = [{"image": str(good)}] * 3 + [{"image": str(flat)}]
+    normalize = [ModalityNormalized("image", "auto", "MRI")]
+    check_intensities(cases, volume_loader(), normalize, num_cases=3)
+    with pytest.raises(IntensityCheckError, match="flat.nii.gz: the intensity normalisation flattens"):
+        check_intensities(cases, volume_loader(), normalize, num_cases=4)

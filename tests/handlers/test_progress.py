@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -112,3 +114,137 @@ def test_is_a_main_process_only_ignite_progress_bar() -> None:
     assert isinstance(bar, ProgressBar) and bar.main_process_only is True
     assert bar.persist is True and bar.output_keys == ["loss"]
     assert bar.metric_names is None and bar.state_attributes is None
+
+
+# ---------------------------------------------------------------------------------------------- TrainingBanner
+class FakeClock:
+    """``time.perf_counter`` advanced by the engine's step: every iteration takes ``step`` seconds."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 1000.0, step
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def banner_engine(clock: FakeClock, device: str = "cpu", resume_at: int = 0) -> Engine:
+    def step(engine: Engine, batch: int) -> dict:
+        clock.now += clock.step
+        logging.getLogger("common.handlers").info("iteration %d ran", engine.state.iteration)
+        return {"loss": torch.tensor(0.0)}
+
+    engine = Engine(step)
+    engine.state.device = torch.device(device)
+    engine.amp = False
+    if resume_at:
+        # a checkpoint loader attached first restores the iteration at STARTED, as ResumeCheckpointLoader does
+        engine.add_event_handler(Events.STARTED, lambda e: setattr(e.state, "iteration", resume_at))
+    return engine
+
+
+def test_format_duration() -> None:
+    from common.handlers.progress import format_duration
+
+    assert format_duration(45) == "45 s"
+    assert format_duration(200) == "3 min 20 s"
+    assert format_duration(59.6) == "1 min 00 s"
+    assert format_duration(7 * 3600 + 300) == "7 h 05 min"
+    assert format_duration(2 * 86400 + 3 * 3600 + 59) == "2 d 03 h"
+    assert format_duration(-3) == "0 s"
+
+
+def test_banner_comes_before_the_first_iteration(caplog: pytest.LogCaptureFixture, monkeypatch) -> None:
+    from common.handlers import TrainingBanner
+
+    clock = FakeClock(step=10.0)
+    monkeypatch.setattr("common.handlers.progress.time.perf_counter", clock)
+    datalist = {"name": "kvasir_seg", "training": [{}] * 3, "validation": [{}] * 2, "test": []}
+    engine = banner_engine(clock)
+    TrainingBanner(datalist=datalist, dataset_dir="/data/kvasir", eta_after=2).attach(engine)
+    with caplog.at_level(logging.INFO, logger="common.handlers"):
+        engine.run([1, 2, 3], max_epochs=2)
+    messages = [r.getMessage() for r in caplog.records if r.name == "common.handlers"]
+    assert messages[0] == (
+        "training starts: device cpu, AMP off; data /data/kvasir: training 3, validation 2, test 0 cases; "
+        "3 iterations per epoch x 2 epochs = 6 iterations"
+    )
+    assert messages[1] == "iteration 1 ran"
+    # 10 s per iteration, timed over iterations 2 and 3 (the first is warm-up); 3 iterations remain after the third
+    eta = [m for m in messages if "per iteration" in m]
+    assert eta == [
+        "10 s per iteration (measured over 2 after 1 warm-up): about 30 s for the 3 remaining iterations "
+        "(validation not included)"
+    ]
+    assert messages.index(eta[0]) == messages.index("iteration 3 ran") + 1
+
+
+def test_long_cpu_run_warns_with_the_quick_command(tmp_path, caplog: pytest.LogCaptureFixture, monkeypatch) -> None:
+    from common.handlers import TrainingBanner
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "quick.json").write_text("{}")
+    clock = FakeClock(step=600.0)  # 10 min per iteration, 4 remaining after 1 warm-up + 1 timed: 40 min > 30 min
+    monkeypatch.setattr("common.handlers.progress.time.perf_counter", clock)
+    banner = TrainingBanner(bundle_root=str(tmp_path), cpu_warning_seconds=1800)
+    engine = banner_engine(clock)
+    banner.attach(engine)
+    with caplog.at_level(logging.INFO, logger="common.handlers"):
+        engine.run([1, 2, 3], max_epochs=2)
+    warnings_ = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "common.handlers"]
+    assert len(warnings_) == 1
+    assert warnings_[0].startswith("this recipe is meant for a GPU: on this CPU, 10 min 00 s per iteration")
+    assert "about 40 min 00 s for the 4 remaining iterations" in warnings_[0]
+    assert f"--config_file \"['{tmp_path}/configs/train.json','{tmp_path}/configs/quick.json']\"" in warnings_[0]
+
+
+def test_same_eta_on_a_gpu_or_a_short_cpu_run_is_no_warning(caplog: pytest.LogCaptureFixture, monkeypatch) -> None:
+    from common.handlers import TrainingBanner
+
+    for device, step in (("cuda", 600.0), ("cpu", 1.0)):
+        clock = FakeClock(step=step)
+        monkeypatch.setattr("common.handlers.progress.time.perf_counter", clock)
+        engine = banner_engine(clock, device=device)
+        TrainingBanner(cpu_warning_seconds=1800).attach(engine)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="common.handlers"):
+            engine.run([1, 2, 3], max_epochs=2)
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name == "common.handlers"], device
+        assert any("for the 4 remaining iterations" in r.getMessage() for r in caplog.records)
+
+
+def test_resumed_run_counts_what_is_left(caplog: pytest.LogCaptureFixture, monkeypatch) -> None:
+    from common.handlers import TrainingBanner
+
+    clock = FakeClock(step=2.0)
+    monkeypatch.setattr("common.handlers.progress.time.perf_counter", clock)
+    engine = banner_engine(clock, resume_at=3)  # epoch 1 of 2 done
+    TrainingBanner().attach(engine)
+    with caplog.at_level(logging.INFO, logger="common.handlers"):
+        engine.run([1, 2, 3], max_epochs=2)
+    messages = [r.getMessage() for r in caplog.records if r.name == "common.handlers"]
+    assert messages[0].endswith("3 iterations per epoch x 2 epochs = 6 iterations, 3 still to run (resumed)")
+    # resumed at 3 of 6: iteration 4 is warm-up, 5 is timed (2 s), 1 remains
+    eta = "2 s per iteration (measured over 1 after 1 warm-up): about 2 s for the 1 remaining iterations"
+    assert eta in " ".join(messages)
+
+
+@pytest.mark.parametrize(
+    "config",
+    sorted(Path(__file__).resolve().parents[2].glob("bundles/*/configs/*.json")),
+    ids=lambda p: f"{p.parent.parent.name}/{p.name}",
+)
+def test_every_training_handler_list_has_the_banner_after_resumption(config: Path) -> None:
+    import json
+
+    content = json.loads(config.read_text())
+    handlers = content.get("train", {}).get("handlers") if isinstance(content.get("train"), dict) else None
+    if config.name == "supervised.json":
+        handlers = content.get("train#handlers", handlers)
+    if not isinstance(handlers, list):
+        return  # this config does not define a training handler list
+    targets = [h.get("_target_") for h in handlers if isinstance(h, dict)]
+    assert targets.count("common.handlers.TrainingBanner") == 1, config
+    if "common.handlers.ResumeCheckpointLoader" in targets:
+        # the banner counts what is left, so it runs after the checkpoint has set the iteration (same event)
+        resume = targets.index("common.handlers.ResumeCheckpointLoader")
+        assert targets.index("common.handlers.TrainingBanner") > resume
