@@ -41,6 +41,9 @@ __all__ = [
 DEBUG_ENV = "LEB_DEBUG"
 """Environment variable: set to 1 to see Python's full traceback of a user error."""
 
+# words a user types for a boolean switch; the runner keeps them as text (only Python's True/False become booleans)
+_BOOLEAN_WORDS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
+
 _DOCS_HINT = (
     "a bundle's keys, their defaults and its commands are in its model card ({card}) and in the repository "
     "README's Quick start and Training sections"
@@ -187,31 +190,46 @@ def _tracking_keys(tracking: Any) -> set[str]:
 
 
 def check_overrides(
-    overrides: Iterable[str],
-    defined: Iterable[str],
+    overrides: Iterable[str] | Mapping[str, Any],
+    defined: Iterable[str] | Mapping[str, Any],
     config_files: str = "the configs",
     model_card: str = "bundles/<name>/docs/README.md",
 ) -> None:
-    """Refuse overrides whose top-level key the configs do not define.
+    """Refuse overrides whose top-level key the configs do not define, and switches given as text.
 
     ``a#b#c`` overrides a nested id; its top-level part ``a`` must exist (a config may add nested ids of its own,
-    as ``multi_gpu_train.json`` adds ``train#sampler``).
+    as ``multi_gpu_train.json`` adds ``train#sampler``). The runner reads ``--use_dmr False`` as the boolean
+    ``False`` but ``--use_dmr false`` as the text ``'false'``, which every ``$`` expression takes as true: a switch
+    whose default is a boolean and whose value is such a word is refused, naming the spelling that works.
 
     Args:
-        overrides: the override ids of the command line.
-        defined: the top-level keys of the layered config files.
+        overrides: the override ids of the command line, or a mapping of them to their values (then their values
+            are checked too).
+        defined: the top-level keys of the layered config files, or the merged config itself (then the defaults
+            are known and boolean switches given as text are refused).
         config_files: how to name the config files in the message.
         model_card: the bundle's model card, named by the message.
 
     Raises:
-        BundleInputError: naming each unknown key with the closest defined key; ``--help`` points at the docs.
+        BundleInputError: naming each unknown key with the closest defined key; ``--help`` points at the docs; a
+            boolean switch given as ``true``/``false``/``yes``/``no``/``on``/``off`` text.
     """
+    defaults = defined if isinstance(defined, Mapping) else {}
+    values = overrides if isinstance(overrides, Mapping) else {}
     defined = sorted(set(defined))
     docs = _DOCS_HINT.format(card=model_card)
     lines = []
     for key in overrides:
         top = str(key).split("#", 1)[0]
         if top in defined:
+            value, default = values.get(key), defaults.get(key)
+            word = value.strip().lower() if isinstance(value, str) else None
+            if isinstance(default, bool) and word in _BOOLEAN_WORDS:
+                spelled = "True" if _BOOLEAN_WORDS[word] else "False"
+                lines.append(
+                    f"--{key} {value}: the command line passes {value!r} as text, which counts as true; "
+                    f"write --{key} {spelled}"
+                )
             continue
         if top in ("help", "h"):
             lines.append(f"--{key}: a bundle run has no help option")
@@ -221,7 +239,7 @@ def check_overrides(
         lines.append(f"--{key}: {config_files} define no key {top!r}; {hint}")
     if lines:
         raise BundleInputError(
-            "unknown command-line override(s), nothing was run:\n  " + "\n  ".join(lines) + f"\n({docs})"
+            "command-line override(s) refused, nothing was run:\n  " + "\n  ".join(lines) + f"\n({docs})"
         )
 
 
@@ -255,9 +273,11 @@ def check_command_line() -> bool:
     files = [config_file] if isinstance(config_file, str | os.PathLike) else list(config_file or [])
     if not files:
         return False
-    defined = set(ConfigParser.load_config_files(files)) | {"_meta_"}
-    defined |= _tracking_keys(overrides.pop("tracking", None))
+    config = dict(ConfigParser.load_config_files(files))
+    config.setdefault("_meta_", {})
+    for key in _tracking_keys(overrides.pop("tracking", None)):
+        config.setdefault(key, None)
     names = " + ".join(Path(f).name for f in files)
     card = Path(files[0]).parent.parent / "docs" / "README.md"
-    check_overrides(overrides, defined, config_files=names, model_card=str(card))
+    check_overrides(overrides, config, config_files=names, model_card=str(card))
     return True

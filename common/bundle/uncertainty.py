@@ -1,7 +1,7 @@
 """Ranking inference cases by the uncertainty maps a semi-supervised bundle saves, for annotation tools.
 
 The contract the semi-supervised bundles follow: ``configs/inference.json`` has a top-level ``save_uncertainty``
-(false by default) and ``uncertainty_postfix`` (``"uncertainty"``); with ``--save_uncertainty true`` every
+(false by default) and ``uncertainty_postfix`` (``"uncertainty"``); with ``--save_uncertainty True`` every
 prediction ``<case>_<output_postfix>.<ext>`` under ``output_dir`` gets an entropy map
 ``<case>_<uncertainty_postfix>.<ext>`` beside it: one channel, the prediction's spatial shape, the predictive
 entropy in nats (``0`` to ``ln C`` for ``C`` classes). An annotation tool asks a person to label the cases the model
@@ -55,7 +55,7 @@ def rank_by_uncertainty(output_dir: str | Path, postfix: str = "uncertainty") ->
         one entry per ``*_<postfix>.*`` file, sorted by mean entropy, highest first (ties by case name).
 
     Raises:
-        FileNotFoundError: no uncertainty map in ``output_dir`` (was inference run with ``--save_uncertainty true``?).
+        FileNotFoundError: no uncertainty map in ``output_dir`` (was inference run with ``--save_uncertainty True``?).
         ValueError: a map holding NaN, infinite or negative values, which no entropy has.
     """
     folder = Path(output_dir)
@@ -63,7 +63,7 @@ def rank_by_uncertainty(output_dir: str | Path, postfix: str = "uncertainty") ->
     files = sorted(p for p in folder.rglob(f"*{marker}*") if p.is_file()) if folder.is_dir() else []
     if not files:
         raise FileNotFoundError(
-            f"no uncertainty map (*{marker}*) in {folder}: run the bundle's inference with --save_uncertainty true"
+            f"no uncertainty map (*{marker}*) in {folder}: run the bundle's inference with --save_uncertainty True"
         )
     ranked = []
     for path in files:

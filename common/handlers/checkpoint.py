@@ -556,7 +556,7 @@ class AtomicCheckpointSaver(CheckpointSaver):
     def _remove_stale_interval_checkpoints(self) -> None:
         """Keep only the interval checkpoints this saver tracks (the newest ``n_saved``).
 
-        A resumed run starts with an empty tracking list, and a run started with ``--resume false`` finds an older
+        A resumed run starts with an empty tracking list, and a run started with ``--resume False`` finds an older
         run's files: without this clean-up those files would linger and a later resume could pick the wrong one.
         """
         checkpoint = self._interval_checkpoint
@@ -672,7 +672,7 @@ class ResumeCheckpointLoader(CheckpointLoader):
             its AMP gradient scalers and random generators when the checkpoint has them (see
             :class:`AtomicCheckpointSaver`); the run is then checked as said above.
         pattern: glob pattern of the candidate files.
-        enabled: set False to ignore existing checkpoints (``--resume false``).
+        enabled: set False to ignore existing checkpoints (``--resume False``).
         kwargs: other arguments of :class:`monai.handlers.CheckpointLoader` (``map_location``, ``strict``, ...).
     """
 
@@ -723,7 +723,7 @@ class ResumeCheckpointLoader(CheckpointLoader):
                 self.load_dict[RANDOM_STATES_KEY] = RandomStates(engine)
         self.load_path = str(latest)
         self.resumed_from = latest
-        logger.info(f"Resuming from {latest} (pass --resume false to start afresh).")
+        logger.info(f"Resuming from {latest} (pass --resume False to start afresh).")
         super().attach(engine)
         self._watch_iterations(engine)  # after the load: the iteration it records is the resumed one
 

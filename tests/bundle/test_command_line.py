@@ -62,6 +62,35 @@ def test_nested_ids_need_their_top_level_key() -> None:
         check_overrides(["trian#trainer#max_epochs"], ["train", "epochs"])
 
 
+@pytest.mark.parametrize("word", ["false", "False ", "no", "off", "true", "yes", "on"])
+def test_a_boolean_switch_given_as_text_is_refused(word: str) -> None:
+    # the runner keeps `--use_dmr false` as the text 'false', which `$` expressions take as true
+    spelled = "False" if word.strip().lower() in ("false", "no", "off") else "True"
+    with pytest.raises(BundleInputError, match=rf"(?m)--use_dmr {word}: .* as text, .*; write --use_dmr {spelled}$"):
+        check_overrides({"use_dmr": word}, {"use_dmr": True, "epochs": 3})
+
+
+def test_booleans_and_text_of_text_keys_pass() -> None:
+    config = {"use_dmr": True, "dataset_layout": "kvasir_seg", "epochs": 3}
+    check_overrides(
+        {"use_dmr": False, "dataset_layout": "no", "epochs": "5"}, config
+    )  # only a bool default is a switch
+    check_overrides(["use_dmr"], config)  # ids without values: nothing to check but the key
+
+
+def test_a_text_switch_stops_the_real_runner(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    data = json.loads(config.read_text())
+    config.write_text(json.dumps({**data, "amp": True}))
+    result = runner(config, "--amp", "false")
+    assert result.returncode != 0 and "RAN" not in result.stdout
+    assert (
+        "--amp false: the command line passes 'false' as text, which counts as true; write --amp False"
+        in (result.stderr.strip().splitlines()[-2])
+    )
+    assert "RAN" in runner(config, "--amp", "False").stdout
+
+
 def test_every_unknown_key_is_listed_and_nothing_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = write_config(tmp_path)
     with pytest.raises(RuntimeError) as raised:  # MONAI's ConfigExpression wraps it
@@ -144,7 +173,7 @@ def test_the_message_is_the_last_lines_without_traceback(tmp_path: Path) -> None
     assert "RAN" not in result.stdout
     assert "Traceback" not in result.stderr and "Failed to evaluate" not in result.stderr
     last = result.stderr.strip().splitlines()
-    assert last[-3].startswith("BundleInputError: unknown command-line override")
+    assert last[-3].startswith("BundleInputError: command-line override(s) refused")
     assert "--epoch: train.json define no key 'epoch'; did you mean --epochs?" in last[-2]
     assert f"Set {DEBUG_ENV}=1 for the full traceback" in result.stderr
 

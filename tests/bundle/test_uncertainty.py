@@ -44,7 +44,7 @@ def test_custom_postfix(tmp_path: Path) -> None:
 
 def test_no_map_says_to_save_uncertainty(tmp_path: Path) -> None:
     save_map(tmp_path / "x_seg.nii.gz", np.zeros((2, 2, 2)))
-    with pytest.raises(FileNotFoundError, match="--save_uncertainty true"):
+    with pytest.raises(FileNotFoundError, match="--save_uncertainty True"):
         rank_by_uncertainty(tmp_path)
 
 

@@ -278,7 +278,7 @@ def test_torchscript_export_matches_eager(name, trained, tmp_path_factory):
 
 @pytest.mark.parametrize("name", grouped("trained"))
 def test_uncertainty_maps_rank_cases(name, trained, tmp_path_factory):
-    """Semi-supervised bundles save an entropy map beside each prediction with ``--save_uncertainty true``, which ranks
+    """Semi-supervised bundles save an entropy map beside each prediction with ``--save_uncertainty True``, which ranks
     cases for annotation (the contract of ``common/bundle/uncertainty.py``)."""
     if "save_uncertainty" not in parse(ROOT / "bundles" / name, "inference"):
         pytest.skip(f"{name}: inference.json has no save_uncertainty (no uncertainty map to rank cases by)")
@@ -295,7 +295,7 @@ def test_uncertainty_maps_rank_cases(name, trained, tmp_path_factory):
         "--config_file",
         configs(bundle, "inference"),
         "--save_uncertainty",
-        "true",
+        "True",
         "--output_dir",
         str(out),
         *fewer_passes,
