@@ -13,7 +13,7 @@ from .distributed import (
     wrap_ddp,
 )
 from .export import ExportError, export_bundle, stage_bundle
-from .inputs import find_inputs, inference_datalist, inference_output_root
+from .inputs import announce_inference_size, find_inputs, inference_datalist, inference_output_root
 from .locate import find_bundle_root, repository_root
 from .monai_label import check_monai_label_contract
 from .uncertainty import rank_by_uncertainty
@@ -25,6 +25,7 @@ __all__ = [
     "install_error_hook",
     "find_bundle_root",
     "repository_root",
+    "announce_inference_size",
     "find_inputs",
     "inference_datalist",
     "inference_output_root",

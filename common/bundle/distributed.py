@@ -113,4 +113,23 @@ def handlers_for_this_rank(handlers: list | None) -> list | None:
     """
     if handlers is None or is_main_process():
         return handlers
-    return [h for h in handlers if not (isinstance(h, _MAIN_PROCESS_ONLY) or getattr(h, "main_process_only", False))]
+    kept = []
+    for handler in handlers:
+        if isinstance(handler, _MAIN_PROCESS_ONLY) or getattr(handler, "main_process_only", False):
+            _discard_own_event_file(handler)
+        else:
+            kept.append(handler)
+    return kept
+
+
+def _discard_own_event_file(handler: object) -> None:
+    # a TensorBoard handler opens its SummaryWriter, and with it an event file holding only a header, when the config
+    # builds it, before it can be filtered out: close that writer and remove the file this process has just made, so
+    # that only rank 0 leaves event files (a writer handed in from outside is not ours to close)
+    if not isinstance(handler, TensorBoardHandler) or not getattr(handler, "internal_writer", False):
+        return
+    writer = handler._writer
+    event_file = getattr(getattr(getattr(writer, "file_writer", None), "event_writer", None), "_file_name", None)
+    writer.close()
+    if event_file and os.path.isfile(event_file):
+        os.remove(event_file)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from fnmatch import fnmatch
 from pathlib import Path
 
-__all__ = ["find_inputs", "inference_datalist", "inference_output_root"]
+__all__ = ["announce_inference_size", "find_inputs", "inference_datalist", "inference_output_root"]
+
+logger = logging.getLogger("common.bundle")
 
 
 def find_inputs(
@@ -103,3 +106,49 @@ def inference_output_root(dataset_dir: str | None, datalist_file: str | None = N
         except ValueError:
             return ""
     return ""
+
+
+def announce_inference_size(
+    image_size: Sequence[int], use_sliding_window: bool = False, bundle_root: str | None = None, key: str = "image_size"
+) -> str:
+    """Say at the start of a 2D inference which size the network sees, and the sizes the bundle's configs train at.
+
+    The inference config cannot know which config trained the weights it loads (the recipe and the quick run train
+    at different sizes), and a network run at another size than it learned still answers, only worse. So the size is
+    stated once, beside each training config's own, with the key that changes it.
+
+    Args:
+        image_size: the ``(H, W)`` every image is resized to before the network (pixels).
+        use_sliding_window: whether the images are instead tiled at their own size with windows of ``image_size``.
+        bundle_root: the bundle folder; the top-level ``image_size`` of each of its ``configs/*.json`` other than
+            ``inference.json`` is listed.
+        key: the config key that sets the size.
+
+    Returns:
+        the message, also logged at INFO level on the ``common.bundle`` logger.
+    """
+    import json
+
+    def shown(value: Sequence[int]) -> str:
+        return "x".join(str(int(v)) for v in value)
+
+    trained = []
+    for config in sorted(Path(bundle_root).glob("configs/*.json")) if bundle_root else []:
+        if config.name == "inference.json":
+            continue
+        try:
+            value = json.loads(config.read_text()).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, list) and all(isinstance(v, int) for v in value):
+            trained.append(f"{config.name} {shown(value)}")
+    size = shown(image_size)
+    how = f"tiled in {size}-pixel windows" if use_sliding_window else f"resized to {size} pixels"
+    message = f"inference: every image is {how} ({key}); masks are written at the input's size."
+    if trained:
+        message += (
+            f' The bundle\'s configs train at {", ".join(trained)}: pass --{key} "[H, W]" with the size of the '
+            "config that trained these weights."
+        )
+    logger.info(message)
+    return message

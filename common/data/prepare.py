@@ -309,6 +309,15 @@ def prepare_datalist(
         "split": split_arguments,
         **lists,
     }
-    save_datalist(datalist, output_file)
-    logger.info("wrote %s", output_file)
+    if _is_main_process():
+        save_datalist(datalist, output_file)
+        logger.info("wrote %s", output_file)
     return datalist
+
+
+def _is_main_process() -> bool:
+    # under DDP every rank builds the same datalist from the same seed; rank 0 alone writes it (two writers of one
+    # file would race), and the others use it from memory
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0

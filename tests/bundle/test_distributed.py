@@ -76,6 +76,28 @@ def test_other_ranks_drop_main_process_only_handlers(handlers: dict, monkeypatch
     assert handlers_for_this_rank([]) == []
 
 
+def test_other_ranks_leave_no_event_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the config builds every handler on every rank: a TensorBoard handler has made its event file before filtering
+    kept_dir, dropped_dir, given_dir = tmp_path / "rank0", tmp_path / "rank1", tmp_path / "given"
+    rank0 = TensorBoardStatsHandler(log_dir=str(kept_dir))
+    assert handlers_for_this_rank([rank0]) == [rank0]
+    assert len(list(kept_dir.iterdir())) == 1  # rank 0 (here: not distributed) keeps its writer and file
+    monkeypatch.setattr(distributed, "is_main_process", lambda: False)
+    other = TensorBoardStatsHandler(log_dir=str(dropped_dir))
+    image = TensorBoardImageHandler(log_dir=str(dropped_dir))
+    assert len(list(dropped_dir.iterdir())) == 2
+    from torch.utils.tensorboard import SummaryWriter
+
+    outside = SummaryWriter(log_dir=str(given_dir))
+    handed_in = TensorBoardStatsHandler(summary_writer=outside)
+    assert handlers_for_this_rank([other, image, handed_in, StatsHandler()])[0].__class__ is StatsHandler
+    assert list(dropped_dir.iterdir()) == []  # both files this process made are gone
+    assert len(list(given_dir.iterdir())) == 1  # a writer handed in from outside is not ours to close or delete
+    outside.add_scalar("still_open", 1.0)
+    outside.close()
+    rank0._writer.close()
+
+
 @pytest.mark.parametrize(("initialized", "rank", "expected"), [(False, 3, True), (True, 0, True), (True, 1, False)])
 def test_is_main_process(monkeypatch: pytest.MonkeyPatch, initialized: bool, rank: int, expected: bool) -> None:
     monkeypatch.setattr(distributed.dist, "is_initialized", lambda: initialized)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import pytest
 
-from common.bundle import find_inputs
+from common.bundle import announce_inference_size, find_inputs
+from common.bundle.locate import repository_root
 
 
 def touch(folder: Path, *names: str) -> None:
@@ -102,3 +105,29 @@ def test_inference_output_root(tmp_path: Path) -> None:
     assert inference_output_root(None, str(tmp_path / "absent.json")) == ""  # never fails: MONAI Label builds it bare
     (tmp_path / "broken.json").write_text("{")
     assert inference_output_root("", str(tmp_path / "broken.json")) == ""
+
+
+def test_inference_says_which_size_it_uses_beside_the_training_configs(tmp_path, caplog) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "train.json").write_text(json.dumps({"image_size": [256, 256]}))
+    (configs / "quick.json").write_text(json.dumps({"image_size": [128, 128], "epochs": 2}))
+    (configs / "inference.json").write_text(json.dumps({"image_size": [256, 256]}))  # itself: not a training size
+    (configs / "evaluate.json").write_text(json.dumps({"image_size": "@something"}))  # not a literal size
+    with caplog.at_level(logging.INFO, logger="common.bundle"):
+        message = announce_inference_size([256, 256], False, str(tmp_path))
+    assert message.startswith("inference: every image is resized to 256x256 pixels (image_size)")
+    assert "train at quick.json 128x128, train.json 256x256: pass --image_size" in message
+    assert "inference.json" not in message and "evaluate.json" not in message
+    assert message in caplog.text
+    tiled = announce_inference_size([512, 512], True)
+    assert "tiled in 512x512-pixel windows" in tiled and "train at" not in tiled
+
+
+@pytest.mark.parametrize("bundle", ["cmunext", "dfcps"])
+def test_2d_inference_configs_announce_their_size(bundle: str) -> None:
+    config = json.loads((repository_root() / "bundles" / bundle / "configs" / "inference.json").read_text())
+    assert (
+        "$common.bundle.announce_inference_size(@image_size, @use_sliding_window, @bundle_root)"
+        in (config["initialize"])
+    )

@@ -235,3 +235,29 @@ def test_rewriting_a_datalist_with_other_held_out_cases_warns(tmp_path: Path, ca
     moved = len({c["id"] for c in second["test"]} & earlier_seen)
     assert moved > 0, "seeds 41 and 42 should draw different test cases on this fixture"
     assert f"(seed 41, now 42): {moved} of today's 2 test cases were training or validation cases" in caplog.text
+
+
+def test_only_rank_zero_writes_the_datalist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under DDP every rank builds the same datalist; one writer, so that two ranks never race on one file."""
+    import torch.distributed as dist
+
+    data = tmp_path / "data"
+    phantom = LesionPhantom2D(num_cases=10, size_range=((32, 40), (32, 40)))
+    kwargs = dict(
+        dataset_dir=data,
+        layout="kvasir_seg",
+        phantom=phantom,
+        generate_phantom=True,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        seed=0,
+        check=False,
+    )
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    other_rank = prepare_datalist(output_file=tmp_path / "rank1.json", **kwargs)
+    assert not (tmp_path / "rank1.json").exists()
+    monkeypatch.setattr(dist, "get_rank", lambda: 0)
+    rank0 = prepare_datalist(output_file=tmp_path / "rank0.json", **kwargs)
+    assert (tmp_path / "rank0.json").is_file()
+    assert other_rank["test"] == rank0["test"] and other_rank["training"] == rank0["training"]
