@@ -313,6 +313,6 @@ def check_intensities(
     if problems:
         hint = (
             f"Normalisation: {_describe_normalization(normalize)}. Set {NORMALIZATION_KEYS_HINT} or the window to fit "
-            "this data (check_data=false skips this check)."
+            "this data (--check_data False skips this check)."
         )
         raise IntensityCheckError(problems, hint)

@@ -874,7 +874,7 @@ class ResumeCheckpointLoader(CheckpointLoader):
             why = (
                 f"the checkpoint it resumed from, {self.resumed_from}, had already finished this schedule (epoch "
                 f"{engine.state.epoch} of {engine.state.max_epochs}), which this run left as it was; pass --resume "
-                "false to train afresh (that run's checkpoints are then replaced)"
+                "False to train afresh (that run's checkpoints are then replaced)"
             )
         else:
             why = f"max_epochs {engine.state.max_epochs}, epoch_length {engine.state.epoch_length}"

@@ -151,7 +151,7 @@ def test_flattening_stops_training_with_a_short_last_message(tmp_path):
     assert "mri_norm2.h5: the intensity normalisation flattens this image" in case_line, proc.stderr[-3000:]
     assert "HU window [-200, 250]" in last and "'hu_window'" in last, last
     assert last.endswith("Set intensity_normalization (auto | ct_window | mri_zscore | mri_percentile | rgb | none) "
-                         "or the window to fit this data (check_data=false skips this check).")  # fmt: skip
+                         "or the window to fit this data (--check_data False skips this check).")  # fmt: skip
     assert not (bundle / "models" / "model.pt").exists()
 
 

@@ -820,7 +820,7 @@ def test_a_finished_run_run_again_says_it_trained_nothing(tmp_path: Path, caplog
     assert again.resume.resumed_from == tmp_path / "checkpoint_epoch=2.pt" and again.draws == {}
     last = caplog.records[-1]
     assert last.levelno == logging.WARNING and last.getMessage().startswith("Trained zero iterations: the checkpoint")
-    assert "epoch 2 of 2" in last.getMessage() and "--resume false" in last.getMessage()
+    assert "epoch 2 of 2" in last.getMessage() and "--resume False" in last.getMessage()
     caplog.clear()
     AugmentedRun(tmp_path / "fresh", max_epochs=1, resume={}).trainer.run()
     assert not [r for r in caplog.records if "zero iterations" in r.getMessage()]
