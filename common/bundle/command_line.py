@@ -199,8 +199,9 @@ def check_overrides(
 
     ``a#b#c`` overrides a nested id; its top-level part ``a`` must exist (a config may add nested ids of its own,
     as ``multi_gpu_train.json`` adds ``train#sampler``). The runner reads ``--use_dmr False`` as the boolean
-    ``False`` but ``--use_dmr false`` as the text ``'false'``, which every ``$`` expression takes as true: a switch
-    whose default is a boolean and whose value is such a word is refused, naming the spelling that works.
+    ``False`` but ``--use_dmr false`` as the text ``'false'``, which every ``$`` expression takes as true: such a word
+    given to a key whose default is not plain text (a boolean, a number, an expression) is refused, naming the
+    spelling that works.
 
     Args:
         overrides: the override ids of the command line, or a mapping of them to their values (then their values
@@ -224,7 +225,10 @@ def check_overrides(
         if top in defined:
             value, default = values.get(key), defaults.get(key)
             word = value.strip().lower() if isinstance(value, str) else None
-            if isinstance(default, bool) and word in _BOOLEAN_WORDS:
+            # a key whose default is plain text may take these words; any other (a boolean, a number, a `$`
+            # expression such as "amp": "$torch.cuda.is_available()") meant a boolean
+            is_text_key = isinstance(default, str) and not default.startswith(("$", "@", "%"))
+            if word in _BOOLEAN_WORDS and key in defaults and not is_text_key:
                 spelled = "True" if _BOOLEAN_WORDS[word] else "False"
                 lines.append(
                     f"--{key} {value}: the command line passes {value!r} as text, which counts as true; "

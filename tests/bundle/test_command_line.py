@@ -70,6 +70,14 @@ def test_a_boolean_switch_given_as_text_is_refused(word: str) -> None:
         check_overrides({"use_dmr": word}, {"use_dmr": True, "epochs": 3})
 
 
+def test_a_text_word_for_an_expression_default_is_refused() -> None:
+    # "amp": "$torch.cuda.is_available()" is a boolean once evaluated: `--amp false` would turn AMP on
+    with pytest.raises(BundleInputError, match=r"--amp false: .*; write --amp False"):
+        check_overrides({"amp": "false"}, {"amp": "$torch.cuda.is_available()"})
+    with pytest.raises(BundleInputError, match=r"--resume off: .*; write --resume False"):
+        check_overrides({"resume": "off"}, {"resume": "@train_resume"})
+
+
 def test_booleans_and_text_of_text_keys_pass() -> None:
     config = {"use_dmr": True, "dataset_layout": "kvasir_seg", "epochs": 3}
     check_overrides(
