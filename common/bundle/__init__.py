@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .command_line import BundleInputError, check_command_line, install_error_hook
 from .distributed import (
+    close_distributed,
     handlers_for_this_rank,
     init_distributed,
     is_main_process,
@@ -30,6 +31,7 @@ __all__ = [
     "inference_datalist",
     "inference_output_root",
     "init_distributed",
+    "close_distributed",
     "local_device",
     "wrap_ddp",
     "is_main_process",

@@ -13,6 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 __all__ = [
     "init_distributed",
+    "close_distributed",
     "local_device",
     "wrap_ddp",
     "is_main_process",
@@ -39,6 +40,21 @@ def init_distributed(backend: str | None = None) -> None:
         )
     dist.init_process_group(backend=backend or ("nccl" if torch.cuda.is_available() else "gloo"))
     quiet_logging_on_other_ranks(dist.get_rank())
+
+
+def close_distributed() -> None:
+    """Leave the process group once every rank has finished (a no-op when none was joined).
+
+    Rank 0 does work the others skip at the end of a run (the last checkpoint, the curves); a rank that destroyed its
+    gloo group and exited meanwhile could take its peers down with it (torchrun ends them all when one process
+    fails). A barrier first makes every rank leave together.
+    """
+    if not dist.is_initialized():
+        return
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
 
 
 def quiet_logging_on_other_ranks(rank: int) -> None:

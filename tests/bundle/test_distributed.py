@@ -205,3 +205,27 @@ def test_multi_gpu_configs_show_dataset_progress_on_rank_zero_only(bundle: str) 
     progress = {k for k, v in config.items() if k.endswith("#progress")}
     assert {"train#dataset#progress", "validate#dataset#progress"} <= progress
     assert all(config[k] == "$common.bundle.is_main_process()" for k in progress)
+
+
+def test_close_distributed_waits_for_every_rank_then_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
+    from common.bundle import close_distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for key, value in {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    calls = []
+    barrier, destroy = dist.barrier, dist.destroy_process_group
+    monkeypatch.setattr(dist, "barrier", lambda *a, **k: (calls.append("barrier"), barrier(*a, **k))[1])
+    monkeypatch.setattr(dist, "destroy_process_group", lambda *a, **k: (calls.append("destroy"), destroy(*a, **k))[1])
+    close_distributed()  # no group yet: nothing to do
+    assert calls == []
+    init_distributed()
+    close_distributed()
+    # the barrier must come first: a rank leaving while rank 0 still writes its last checkpoint fails the run
+    assert calls == ["barrier", "destroy"]
+    assert not dist.is_initialized()

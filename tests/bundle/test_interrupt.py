@@ -59,18 +59,14 @@ def interrupt(process: subprocess.Popen) -> float:
     return time.monotonic() - start
 
 
-# the forward pass of 12 3D convolutions (a few seconds, interruptible between layers), then RUNNING, then one
-# backward call: autograd runs the whole graph in C++ without returning to the interpreter, so Python alone raises
-# KeyboardInterrupt only when it is done (tens of seconds on one CPU thread)
-BACKWARD = (
-    "$(lambda y: (print('RUNNING', flush=True), y.sum().backward()))("
-    "torch.nn.Sequential(*[torch.nn.Conv3d(16, 16, 3, padding=1) for _ in range(12)])"
-    "(torch.randn(1, 16, 64, 64, 64)))"
-)
+# one matrix product of two 12288 x 12288 matrices (3.7e12 multiply-adds: well over 3 s on one thread of any CPU,
+# so the test does not depend on the machine's speed), started right after RUNNING: ATen runs it in C++ without
+# returning to the interpreter, so Python alone would raise KeyboardInterrupt only when it is done
+LONG_NATIVE_CALL = "$(lambda a: (print('RUNNING', flush=True), a.mm(a)))(torch.ones(12288, 12288))"
 
 
 def test_ctrl_c_inside_a_long_native_call_stops_within_the_grace(tmp_path: Path) -> None:
-    process = start_run(tmp_path, BACKWARD, wait_for_output=True)
+    process = start_run(tmp_path, LONG_NATIVE_CALL, wait_for_output=True)
     seconds = interrupt(process)
     stderr = process.stderr.read()
     assert seconds < 3.0 + 5.0, seconds  # the 3 s grace, and a loaded machine's slack

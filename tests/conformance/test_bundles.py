@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -478,7 +479,13 @@ def test_multi_gpu_config_with_two_gloo_processes(name, tmp_path):
     env = _env()
     env.update(OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, cwd=bundle, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    # torchrun's own traceback fills the end of stderr; the failing rank's reason is earlier, so quote it as well
+    reasons = [
+        line
+        for line in (proc.stdout + proc.stderr).splitlines()
+        if re.search(r"terminate|Error|Exception|what\(\)|\[rank\d", line) and "ChildFailedError" not in line
+    ]
+    assert proc.returncode == 0, "\n".join(reasons[-40:]) + "\n" + proc.stdout[-3000:] + proc.stderr[-4000:]
     assert (bundle / "models" / "model.pt").is_file()
     state = trainer_state(last_checkpoint(bundle))
     assert state["iteration"] == state["max_epochs"] * state["epoch_length"]
