@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from .adversarial import DiscriminatorSpec, MultiDiscriminatorTrainer
+from .asenet import ASENetTrainer, d1_inputs, d2_inputs
+from .base import MethodTrainer, schedule_value
 from .dfcps import DFCPSTrainer
 from .dmgsa import DMGSATrainer
-from .semi_supervised import SemiSupervisedBatch, SemiSupervisedTrainer
+from .semi_supervised import SemiSupervisedBatch, split_semi_supervised_batch
 from .ugmcl import UGMCLTrainer
 
 __all__ = [
+    "ASENetTrainer",
+    "DFCPSTrainer",
     "DMGSATrainer",
     "DiscriminatorSpec",
+    "MethodTrainer",
     "MultiDiscriminatorTrainer",
     "SemiSupervisedBatch",
-    "SemiSupervisedTrainer",
     "UGMCLTrainer",
+    "d1_inputs",
+    "d2_inputs",
+    "schedule_value",
+    "split_semi_supervised_batch",
 ]
-__all__ += ["DFCPSTrainer"]
-from .asenet import ASENetTrainer, d1_inputs, d2_inputs  # noqa: E402
-
-__all__ += ["ASENetTrainer", "d1_inputs", "d2_inputs"]

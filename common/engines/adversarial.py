@@ -19,10 +19,11 @@ DMGSA (two discriminators on its reconstructed multi-order images and gradients)
 step; ASE-Net's two discriminators (labeled vs unlabeled predictions, teacher vs noisy student) fit the same shape:
 their input builders return ``(prediction, image)`` tuples, passed to the discriminator as positional arguments.
 
-It subclasses MONAI's ``Trainer`` rather than ``AdversarialTrainer``: the latter has one discriminator, and it keeps
-its networks and optimizers in ``engine.state`` and lists them among the engine's ``state_dict`` keys, so a trainer
-checkpoint would pickle whole modules instead of holding plain state (the project's checkpoints load with
-``weights_only=True``).
+It builds on the collection's trainer base :class:`common.engines.MethodTrainer` (MONAI's ``SupervisedTrainer``: the
+optimizer steps, AMP with one gradient scaler per discriminator besides the segmenter's, schedule lookup) rather than
+on MONAI's ``AdversarialTrainer``: the latter has one discriminator, and it keeps its networks and optimizers in
+``engine.state`` and lists them among the engine's ``state_dict`` keys, so a trainer checkpoint would pickle whole
+modules instead of holding plain state (the project's checkpoints load with ``weights_only=True``).
 
 The output holds MONAI's standard keys (``image``, ``label``, ``pred``, ``loss``) plus every loss term under its name
 and each discriminator's loss under ``d_<name>``, so stock handlers (StatsHandler, TensorBoard, checkpoints) work
@@ -37,15 +38,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-from monai.engines import Trainer
-from monai.engines.utils import IterationEvents, default_metric_cmp_fn, default_prepare_batch
-from monai.inferers import Inferer, SimpleInferer
+from monai.engines.utils import IterationEvents
 from monai.losses import PatchAdversarialLoss
-from monai.transforms import Transform
 from monai.utils.enums import CommonKeys as Keys
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
+
+from common.engines.base import MethodTrainer, schedule_value
 
 __all__ = ["DiscriminatorSpec", "MultiDiscriminatorTrainer", "discriminator_logits"]
 
@@ -124,13 +124,7 @@ class DiscriminatorSpec:
         """
         if self.weight_key is None:
             return self.weight
-        scale = getattr(state, self.weight_key, None)
-        if scale is None:
-            raise AttributeError(
-                f"discriminator {self.name!r}: engine.state.{self.weight_key} is not set; attach the handler that "
-                "schedules it (e.g. common.handlers.RampScheduler) to the trainer"
-            )
-        return self.weight * float(scale)
+        return self.weight * float(schedule_value(state, self.weight_key, owner=f"discriminator {self.name!r}"))
 
     @property
     def module(self) -> torch.nn.Module:
@@ -159,7 +153,7 @@ class DiscriminatorSpec:
         return f"{type(self).__name__}(name={self.name!r}, weight={self.weight}, inputs={self.inputs!r})"
 
 
-class MultiDiscriminatorTrainer(Trainer):
+class MultiDiscriminatorTrainer(MethodTrainer):
     """Discriminators then segmenter, one optimizer step each per iteration (see the module docstring).
 
     Args:
@@ -170,23 +164,13 @@ class MultiDiscriminatorTrainer(Trainer):
         optimizer: the segmenter's optimizer.
         loss_function: the supervised loss ``(pred, label) -> loss`` of the default segmenter step.
         discriminators: the discriminators, each a :class:`DiscriminatorSpec` (none: plain supervised training).
-        epoch_length: iterations per epoch (default: the loader's length).
-        non_blocking: non-blocking host-to-device copies.
-        prepare_batch: MONAI's ``prepare_batch`` (image, label from the batch dict, moved to the device).
-        iteration_update: replaces :meth:`_iteration` (MONAI's option; not needed normally).
-        inferer: how the default segmenter step runs the network (default ``SimpleInferer``).
-        postprocessing: MONAI transforms applied to the decollated output.
-        key_train_metric: see ``monai.engines.SupervisedTrainer``.
-        additional_metrics: see ``monai.engines.SupervisedTrainer``.
-        metric_cmp_fn: see ``monai.engines.SupervisedTrainer``.
-        train_handlers: Ignite handlers (checkpoints, schedules, progress bar, ...).
-        amp: mixed precision on CUDA (one gradient scaler per optimizer).
-        event_names: additional events to register.
-        event_to_attr: see ``monai.engines.SupervisedTrainer``.
         decollate: decollate the batch and the output after each iteration (MONAI's default).
-        optim_set_to_none: ``zero_grad(set_to_none=...)``.
-        to_kwargs: other arguments of ``prepare_batch``'s ``Tensor.to``.
-        amp_kwargs: arguments of ``torch.autocast``.
+        kwargs: other arguments of :class:`common.engines.MethodTrainer` / ``monai.engines.SupervisedTrainer``
+            (``epoch_length``, ``prepare_batch``, ``inferer`` of the default segmenter step, ``train_handlers``,
+            ``amp``: mixed precision on CUDA, with one gradient scaler per optimizer, ...).
+
+    Raises:
+        ValueError: two discriminators of one name.
     """
 
     def __init__(
@@ -198,63 +182,28 @@ class MultiDiscriminatorTrainer(Trainer):
         optimizer: Optimizer,
         loss_function: Callable,
         discriminators: Sequence[DiscriminatorSpec] = (),
-        epoch_length: int | None = None,
-        non_blocking: bool = False,
-        prepare_batch: Callable = default_prepare_batch,
-        iteration_update: Callable | None = None,
-        inferer: Inferer | None = None,
-        postprocessing: Transform | None = None,
-        key_train_metric: dict | None = None,
-        additional_metrics: dict | None = None,
-        metric_cmp_fn: Callable = default_metric_cmp_fn,
-        train_handlers: Sequence | None = None,
-        amp: bool = False,
-        event_names: list | None = None,
-        event_to_attr: dict | None = None,
         decollate: bool = True,
-        optim_set_to_none: bool = False,
-        to_kwargs: dict | None = None,
-        amp_kwargs: dict | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            device=device,
-            max_epochs=max_epochs,
-            data_loader=train_data_loader,
-            epoch_length=epoch_length,
-            non_blocking=non_blocking,
-            prepare_batch=prepare_batch,
-            iteration_update=iteration_update,
-            postprocessing=postprocessing,
-            key_metric=key_train_metric,
-            additional_metrics=additional_metrics,
-            metric_cmp_fn=metric_cmp_fn,
-            handlers=train_handlers,
-            amp=amp,
-            event_names=event_names,
-            event_to_attr=event_to_attr,
-            decollate=decollate,
-            to_kwargs=to_kwargs,
-            amp_kwargs=amp_kwargs,
-        )
         names = [spec.name for spec in discriminators]
         if len(set(names)) != len(names):
             raise ValueError(f"discriminator names must be unique, got {names}")
-        self.network = network
-        self.optimizer = optimizer
-        self.loss_function = loss_function
+        super().__init__(
+            device=device,
+            max_epochs=max_epochs,
+            train_data_loader=train_data_loader,
+            network=network,
+            optimizer=optimizer,
+            loss_function=loss_function,
+            decollate=decollate,
+            **kwargs,
+        )
         self.discriminators = list(discriminators)
-        self.inferer = SimpleInferer() if inferer is None else inferer
-        self.optim_set_to_none = optim_set_to_none
-        self.d_scalers: dict[str, torch.amp.GradScaler] = {}
         self._d_losses: dict[str, torch.Tensor] = {}
 
-    def run(self) -> None:  # type: ignore[override]
-        """Run the training; with ``amp``, each discriminator gets its own gradient scaler."""
-        self.d_scalers = {spec.name: torch.amp.GradScaler("cuda") for spec in self.discriminators} if self.amp else {}
-        super().run()
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast("cuda", **self.amp_kwargs) if self.amp else contextlib.nullcontext()
+    def own_scaler_names(self) -> Sequence[str]:
+        """Each discriminator's name: with AMP, every discriminator's optimizer has a gradient scaler of its own."""
+        return [spec.name for spec in self.discriminators]
 
     def segmenter_step(
         self, engine: MultiDiscriminatorTrainer, batchdata: dict[str, Any]
@@ -277,23 +226,6 @@ class MultiDiscriminatorTrainer(Trainer):
         outputs = {Keys.IMAGE: image, Keys.LABEL: label, Keys.PRED: pred}
         return outputs, {"supervised": engine.loss_function(pred, label).mean()}
 
-    def _step(
-        self, loss: torch.Tensor, optimizer: Optimizer, scaler: torch.amp.GradScaler | None, fire_backward: bool = False
-    ) -> None:
-        """Back-propagate ``loss`` and step ``optimizer`` (through ``scaler`` with AMP).
-
-        With ``fire_backward``, ``BACKWARD_COMPLETED`` fires between the backward pass and the step, as in MONAI's
-        trainers, so that gradient handlers (clipping, norms) act on this step's gradients.
-        """
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-        if fire_backward:
-            self.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-
     def discriminator_outputs(self, engine: MultiDiscriminatorTrainer, batchdata: dict[str, Any]) -> dict[str, Any]:
         """The outputs the discriminators' input builders read for their own step (called in eval mode, no grad).
 
@@ -309,21 +241,21 @@ class MultiDiscriminatorTrainer(Trainer):
     def _discriminator_step(self, engine: MultiDiscriminatorTrainer, batchdata: dict[str, Any]) -> None:
         """Step 1 of the module docstring: every discriminator's update, before the segmenter's."""
         engine.network.eval()  # the official code scores predictions of the segmenter in eval mode here
-        with torch.no_grad(), engine._autocast():
+        with torch.no_grad(), engine.autocast():
             outputs = engine.discriminator_outputs(engine, batchdata)
         for spec in engine.discriminators:
             real, fake = spec.real_and_fake(outputs)
             spec.network.train()
-            spec.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+            engine.zero_grad([spec.optimizer])
             # real and fake in separate passes: one mixed batch would give batch norm statistics of both at once
-            with engine._autocast():
+            with engine.autocast():
                 real_logits = discriminator_logits(spec.network(*(r.detach() for r in real))).float()
                 fake_logits = discriminator_logits(spec.network(*(f.detach() for f in fake))).float()
             d_loss = 0.5 * (
                 spec.loss_function(real_logits, target_is_real=True, for_discriminator=True)
                 + spec.loss_function(fake_logits, target_is_real=False, for_discriminator=True)
             )
-            engine._step(d_loss, spec.optimizer, engine.d_scalers.get(spec.name))
+            engine.optimize(d_loss, spec.optimizer, scaler_name=spec.name, fire_events=False)
             engine._d_losses[spec.name] = d_loss.detach()
 
     def _iteration(self, engine: MultiDiscriminatorTrainer, batchdata: dict[str, Any]) -> dict[str, Any]:
@@ -344,8 +276,8 @@ class MultiDiscriminatorTrainer(Trainer):
         engine.network.train()
         for spec in engine.discriminators:  # scored for the segmenter as at test time: no dropout, running BN stats
             spec.network.eval()
-        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
-        with engine._autocast():
+        engine.zero_grad()
+        with engine.autocast():
             outputs, terms = engine.segmenter_step(engine, batchdata)
             engine.state.output = outputs
             engine.fire_event(IterationEvents.FORWARD_COMPLETED)
@@ -361,8 +293,7 @@ class MultiDiscriminatorTrainer(Trainer):
             terms[f"adv_{spec.name}"] = spec.current_weight(engine.state) * adversarial
         loss = torch.stack([term.float() for term in terms.values()]).sum()
         engine.state.output[Keys.LOSS] = loss
-        engine.fire_event(IterationEvents.LOSS_COMPLETED)
-        engine._step(loss, engine.optimizer, engine.scaler if engine.amp else None, fire_backward=True)
+        engine.optimize(loss)  # LOSS_COMPLETED, backward, BACKWARD_COMPLETED, step
         engine.state.output[Keys.LOSS] = loss.detach()  # the graph is spent: handlers get values only
 
         for name, d_loss in engine._d_losses.items():

@@ -30,13 +30,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
-from ignite.engine import Events
 from monai.utils.enums import CommonKeys as Keys
 from torch import nn
 from torch.optim.optimizer import Optimizer
 
 from common.engines.adversarial import DiscriminatorSpec, MultiDiscriminatorTrainer
-from common.engines.semi_supervised import split_semi_supervised_batch
 from common.inferers.uncertainty import add_input_noise
 from common.losses.asenet import ThreeWayConsistencyLoss, segmentation_probabilities
 
@@ -76,10 +74,9 @@ class ASENetTrainer(MultiDiscriminatorTrainer):
         teacher_noise: the teacher predicts ``x_u + xi`` for the consistency term (default, the official 2D and 3D
             code); False (ours) gives it the clean ``x_u``. D2 always gets the teacher's clean prediction.
         consistency_weight_key: the ``engine.state`` attribute holding ``lambda(t)``.
-        image_key: batch key of the images.
-        label_key: batch key of the labels.
         decollate: False (the labeled part of a batch is smaller than the batch).
-        kwargs: other arguments of :class:`MultiDiscriminatorTrainer` (``train_handlers``, ``amp``, ...).
+        kwargs: other arguments of :class:`MultiDiscriminatorTrainer` / :class:`common.engines.MethodTrainer`
+            (``image_key``, ``label_key``, ``train_handlers``, ``amp``, ...).
 
     Raises:
         ValueError: no teacher, or a negative noise level.
@@ -100,8 +97,6 @@ class ASENetTrainer(MultiDiscriminatorTrainer):
         noise_clip: float = 0.2,
         teacher_noise: bool = True,
         consistency_weight_key: str = "consistency_weight",
-        image_key: str = Keys.IMAGE,
-        label_key: str = Keys.LABEL,
         decollate: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -117,20 +112,16 @@ class ASENetTrainer(MultiDiscriminatorTrainer):
             optimizer=optimizer,
             loss_function=loss_function,
             discriminators=discriminators,
+            teacher=teacher,
             decollate=decollate,
             **kwargs,
         )
-        self.teacher = teacher
         self.consistency_loss = consistency_loss if consistency_loss is not None else ThreeWayConsistencyLoss()
         self.noise_std = float(noise_std)
         self.noise_clip = float(noise_clip)
         self.teacher_noise = bool(teacher_noise)
         self.consistency_weight_key = consistency_weight_key
-        self.image_key = image_key
-        self.label_key = label_key
         self._prepared: tuple[int, tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]] | None = None
-        if hasattr(train_data_loader, "set_epoch"):  # DistributedSampler shuffles differ per epoch
-            self.add_event_handler(Events.EPOCH_STARTED, lambda engine: train_data_loader.set_epoch(engine.state.epoch))
 
     def _inputs(
         self, engine: ASENetTrainer, batchdata: dict[str, Any], keep: bool
@@ -144,19 +135,10 @@ class ASENetTrainer(MultiDiscriminatorTrainer):
             prepared = self._prepared[1]
             self._prepared = None
             return prepared
-        images, labels, n = split_semi_supervised_batch(engine, batchdata, engine.image_key, engine.label_key, True)
+        images, labels, n = engine.split_batch(batchdata, need_unlabeled=True)
         prepared = (images, labels, n, add_input_noise(images[n:], engine.noise_std, engine.noise_clip))
         self._prepared = (id(batchdata), prepared) if keep else None
         return prepared
-
-    def _consistency_weight(self, engine: ASENetTrainer) -> float:
-        weight = getattr(engine.state, engine.consistency_weight_key, None)
-        if weight is None:
-            raise AttributeError(
-                f"engine.state.{engine.consistency_weight_key} is not set: attach common.handlers.RampScheduler("
-                f'param_name="{engine.consistency_weight_key}", ...) to the trainer'
-            )
-        return float(weight)
 
     def discriminator_outputs(self, engine: ASENetTrainer, batchdata: dict[str, Any]) -> dict[str, Any]:
         """What D1 and D2 learn from (step 1 of the module docstring; called in eval mode without gradient).
@@ -190,7 +172,7 @@ class ASENetTrainer(MultiDiscriminatorTrainer):
         Raises:
             AttributeError: no handler writes the consistency weight.
         """
-        weight = engine._consistency_weight(engine)
+        weight = float(engine.state_value(engine.consistency_weight_key))
         images, labels, n, noisy = engine._inputs(engine, batchdata, keep=False)
         unlabeled = images[n:]
         logits = engine.inferer(images, engine.network)

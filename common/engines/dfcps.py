@@ -48,13 +48,13 @@ from monai.utils import CommonKeys as Keys
 from torch import nn
 from torch.optim import Optimizer
 
-from common.engines.semi_supervised import SemiSupervisedTrainer
+from common.engines.base import MethodTrainer
 from common.losses.pseudo_label import IGNORE_INDEX, MaskedCrossEntropyLoss, PseudoLabels, pseudo_labels
 
 __all__ = ["DFCPSTrainer"]
 
 
-class DFCPSTrainer(SemiSupervisedTrainer):
+class DFCPSTrainer(MethodTrainer):
     """Semi-supervised trainer of two networks with cross pseudo supervision and FixMatch (DFCPS).
 
     MONAI's ``network`` and ``optimizer`` are network A and its optimizer; ``network_b`` and ``optimizer_b`` are the
@@ -89,7 +89,7 @@ class DFCPSTrainer(SemiSupervisedTrainer):
         strong_image_key: batch key of the strong views.
         valid_key: batch key of the ``(B, C, *spatial)`` validity masks (0 on padding, in every channel); a batch
             without it is valid wherever its labels are not ``ignore_index``.
-        kwargs: other arguments of :class:`common.engines.SemiSupervisedTrainer` / MONAI's ``SupervisedTrainer``
+        kwargs: other arguments of :class:`common.engines.MethodTrainer` / MONAI's ``SupervisedTrainer``
             (``train_handlers``, ``amp``, ``epoch_length``, ``inferer``, ...).
 
     Raises:

@@ -27,9 +27,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
-from monai.engines.utils import default_metric_cmp_fn, default_prepare_batch
-from monai.inferers import Inferer
-from monai.transforms import Transform
 from monai.utils.enums import CommonKeys as Keys
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
@@ -87,7 +84,8 @@ class DMGSATrainer(MultiDiscriminatorTrainer):
         separation_weight: weight of the GMGS separation term (0 leaves it out).
         mask_ratio_key: the ``engine.state`` attribute holding the mask ratio (written by
             ``common.handlers.DynamicMaskRatio``; required when ``masking`` is given).
-        kwargs: the other arguments of :class:`MultiDiscriminatorTrainer` (handlers, amp, ...).
+        kwargs: the other arguments of :class:`MultiDiscriminatorTrainer` / :class:`common.engines.MethodTrainer`
+            (``epoch_length``, ``prepare_batch``, ``inferer``, ``train_handlers``, ``amp``, ...).
     """
 
     def __init__(
@@ -106,11 +104,6 @@ class DMGSATrainer(MultiDiscriminatorTrainer):
         reconstruction_weight: float = 1.0,
         separation_weight: float = 0.1,
         mask_ratio_key: str = "mask_ratio",
-        epoch_length: int | None = None,
-        prepare_batch: Callable = default_prepare_batch,
-        inferer: Inferer | None = None,
-        postprocessing: Transform | None = None,
-        metric_cmp_fn: Callable = default_metric_cmp_fn,
         **kwargs: Any,
     ) -> None:
         if discriminators and targets is None:
@@ -125,11 +118,6 @@ class DMGSATrainer(MultiDiscriminatorTrainer):
             optimizer=optimizer,
             loss_function=loss_function,
             discriminators=discriminators,
-            epoch_length=epoch_length,
-            prepare_batch=prepare_batch,
-            inferer=inferer,
-            postprocessing=postprocessing,
-            metric_cmp_fn=metric_cmp_fn,
             **kwargs,
         )
         self.masking = masking
@@ -158,13 +146,11 @@ class DMGSATrainer(MultiDiscriminatorTrainer):
         image, label = batch[0], batch[1]
         if engine.masking is not None:
             # no silent fallback to 0: that would switch masking and the reconstruction term off without a word
-            ratio = getattr(engine.state, engine.mask_ratio_key, None)
-            if ratio is None:
-                raise AttributeError(
-                    f"engine.state.{engine.mask_ratio_key} is not set: attach common.handlers.DynamicMaskRatio("
-                    f'state_name="{engine.mask_ratio_key}", ...) to the trainer (fixed_ratio=... for a constant '
-                    "ratio), or give masking=None for no masking"
-                )
+            ratio = engine.state_value(
+                engine.mask_ratio_key,
+                handler=f'common.handlers.DynamicMaskRatio(state_name="{engine.mask_ratio_key}", ...)',
+                hint=" (fixed_ratio=... for a constant ratio), or give masking=None for no masking",
+            )
             masked, mask = mask_batch(engine.masking, image, float(ratio))
         else:
             masked, mask = image, torch.zeros_like(image[:, :1])

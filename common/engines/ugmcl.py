@@ -27,7 +27,7 @@ from monai.utils import CommonKeys as Keys
 from torch import nn
 from torch.optim import Optimizer
 
-from common.engines.semi_supervised import SemiSupervisedTrainer
+from common.engines.base import MethodTrainer
 from common.inferers.uncertainty import MCUncertaintyEstimator, add_input_noise
 from common.losses.consistency import MaskedMSELoss
 from common.losses.dual_task import CrossTaskConsistencyLoss, DualTaskSupervisedLoss
@@ -35,7 +35,7 @@ from common.losses.dual_task import CrossTaskConsistencyLoss, DualTaskSupervised
 __all__ = ["UGMCLTrainer"]
 
 
-class UGMCLTrainer(SemiSupervisedTrainer):
+class UGMCLTrainer(MethodTrainer):
     """Semi-supervised trainer with UG-MCL's uncertainty-guided mutual consistency step.
 
     Args:
@@ -56,7 +56,7 @@ class UGMCLTrainer(SemiSupervisedTrainer):
             intra_sdf_weight=0``).
         consistency_weight_key: ``engine.state`` attribute holding ``lambda(t)``.
         threshold_key: ``engine.state`` attribute holding the uncertainty threshold.
-        kwargs: other arguments of :class:`common.engines.SemiSupervisedTrainer` / MONAI's ``SupervisedTrainer``.
+        kwargs: other arguments of :class:`common.engines.MethodTrainer` / MONAI's ``SupervisedTrainer``.
 
     Raises:
         ValueError: no teacher, or a negative weight.

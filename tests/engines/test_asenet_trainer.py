@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+from ignite.engine import Events
 from monai.losses import DiceCELoss, DiceLoss
 from torch import nn
 
@@ -195,7 +196,7 @@ def test_full_run_with_the_real_discriminators_updates_everything() -> None:
     trainer = make_trainer(discriminators=[spec("d1", d1, d1_inputs), spec("d2", d2, d2_inputs)])
     trainer.state.consistency_weight = None  # must come from a handler
 
-    @trainer.on(asenet_engine.Events.ITERATION_STARTED)
+    @trainer.on(Events.ITERATION_STARTED)
     def weight(engine: ASENetTrainer) -> None:
         engine.state.consistency_weight = 1.0
 
