@@ -4,7 +4,7 @@ The bundles under ``bundles/`` name these components in their JSON configs as ``
 ``data`` (datalists, real-layout adapters, phantoms, input checks), ``transforms``, ``networks``, ``losses``,
 ``handlers`` and ``bundle`` (locating a bundle, listing inputs, distributed set-up), ``engines`` (trainers whose
 ``_iteration`` is a method's step) and ``inferers`` (sliding windows, Monte-Carlo uncertainty), ``metrics``
-(airway topology metrics and their handlers).
+(airway topology metrics).
 Sub-packages are imported on first use, so a config's ``"$import common"`` gives access to all of them.
 """
 

@@ -8,9 +8,12 @@ the package's layout kept (``common/networks/cmunext.py`` -> ``scripts/networks/
 still resolve), and rewrites ``common`` to ``scripts`` in import statements and config references.
 
 A package ``__init__.py`` that only re-exports its modules (docstring, imports, ``__all__``) is trimmed to the
-re-exports of vendored modules; one that holds code (a registry, a lazy loader) is vendored whole with everything it
-imports, since that code may use any of it. Third-party imports (plain imports and MONAI's ``optional_import``) are
-collected so that the export can list them as required packages.
+re-exports of vendored modules; so is one whose other re-exports are lazy (PEP 562): a ``_LAZY_EXPORTS`` table of
+constant ``{"name": "submodule"}`` entries read by its ``__getattr__`` (and ``__dir__``), as ``common.bundle`` keeps
+the sharing tools out of training processes; its table keeps the entries of vendored modules. One that holds other
+code (a registry, a loader of its own) is vendored whole with everything it imports, since that code may use any of
+it. Third-party imports (plain imports and MONAI's ``optional_import``) are collected so that the export can list them
+as required packages.
 """
 
 from __future__ import annotations
@@ -101,11 +104,53 @@ def _is_all_assignment(stmt: ast.stmt) -> bool:
     )
 
 
+_LAZY_TABLE = "_LAZY_EXPORTS"
+"""The table of lazy re-exports (``{"name": "submodule"}``) of a package ``__init__.py``."""
+
+_LAZY_FUNCTIONS = frozenset({"__getattr__", "__dir__"})
+
+
+def _lazy_table(stmt: ast.stmt) -> dict[str, str] | None:
+    """The entries of ``_LAZY_EXPORTS = {"name": "submodule", ...}`` (constant strings only), else None."""
+    if not (
+        isinstance(stmt, ast.Assign)
+        and len(stmt.targets) == 1
+        and isinstance(stmt.targets[0], ast.Name)
+        and stmt.targets[0].id == _LAZY_TABLE
+        and isinstance(stmt.value, ast.Dict)
+    ):
+        return None
+    table = {}
+    for key, value in zip(stmt.value.keys, stmt.value.values):
+        if not (isinstance(key, ast.Constant) and isinstance(value, ast.Constant)):
+            return None
+        if not (isinstance(key.value, str) and isinstance(value.value, str)):
+            return None
+        table[key.value] = value.value
+    return table
+
+
+def _lazy_exports(tree: ast.Module) -> dict[str, str]:
+    """A package's lazy re-exports: attribute -> the submodule (relative name) defining it."""
+    for stmt in tree.body:
+        table = _lazy_table(stmt)
+        if table is not None:
+            return table
+    return {}
+
+
 def _reexport_only(tree: ast.Module) -> bool:
-    """True when a module holds nothing but a docstring, imports and ``__all__``."""
+    """True when a module holds nothing but a docstring, imports, ``__all__`` and lazy re-exports.
+
+    Lazy re-exports are a ``_LAZY_EXPORTS`` table and the ``__getattr__`` / ``__dir__`` that read it.
+    """
+    lazy = any(_lazy_table(stmt) is not None for stmt in tree.body)
     for i, stmt in enumerate(tree.body):
         docstring = i == 0 and isinstance(stmt, ast.Expr) and isinstance(getattr(stmt, "value", None), ast.Constant)
-        if not (docstring or isinstance(stmt, (ast.Import, ast.ImportFrom)) or _is_all_assignment(stmt)):
+        lazy_code = lazy and (
+            _lazy_table(stmt) is not None or (isinstance(stmt, ast.FunctionDef) and stmt.name in _LAZY_FUNCTIONS)
+        )
+        if not (docstring or lazy_code or isinstance(stmt, (ast.Import, ast.ImportFrom)) or _is_all_assignment(stmt)):
             return False
     return True
 
@@ -215,6 +260,10 @@ class _Closure:
         self.need_module(module, origin)
         if module not in self.plan.trimmed:
             return  # vendored whole: whatever defines the attribute comes along
+        lazy = _lazy_exports(self.tree(module))
+        if attribute in lazy:
+            self.need_attribute(f"{module}.{lazy[attribute]}", attribute, origin)
+            return
         for stmt in self.tree(module).body:
             if not isinstance(stmt, ast.ImportFrom):
                 continue
@@ -416,7 +465,15 @@ def _import_kept(plan: VendorPlan, module: str, stmt: ast.ImportFrom, closure: _
     return kept
 
 
+def _lazy_kept(plan: VendorPlan, module: str, closure: _Closure) -> dict[str, str]:
+    """The lazy re-exports of a trimmed ``__init__`` whose submodule is vendored."""
+    lazy = _lazy_exports(closure.tree(module))
+    return {name: sub for name, sub in lazy.items() if f"{module}.{sub}" in plan.vendored}
+
+
 def _bound_in_trimmed(plan: VendorPlan, module: str, name: str, closure: _Closure) -> bool:
+    if name in _lazy_kept(plan, module, closure):
+        return True
     for stmt in closure.tree(module).body:
         if isinstance(stmt, ast.ImportFrom):
             if any((a.asname or a.name) == name for a in _import_kept(plan, module, stmt, closure)):
@@ -447,9 +504,14 @@ def _vendored_source(plan: VendorPlan, name: str, closure: _Closure, new: str, r
         return text
 
     if name in plan.trimmed:
-        bound: set[str] = set()
+        lazy = _lazy_kept(plan, name, closure)
+        bound: set[str] = set(lazy)
         for stmt in tree.body:
-            if isinstance(stmt, ast.ImportFrom):
+            if _lazy_table(stmt) is not None:
+                entries = "".join(f'    "{k}": "{v}",\n' for k, v in lazy.items())
+                text = f"{_LAZY_TABLE} = {{\n{entries}}}\n" if entries else f"{_LAZY_TABLE}: dict[str, str] = {{}}\n"
+                edits.append((*span(stmt, True), text.encode()))
+            elif isinstance(stmt, ast.ImportFrom):
                 kept = _import_kept(plan, name, stmt, closure)
                 bound.update(a.asname or a.name for a in kept)
                 start, end = span(stmt, True)

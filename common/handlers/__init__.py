@@ -1,9 +1,10 @@
 """Ignite handlers: atomic checkpoints and resumption, progress, figures, mean teacher, ramp-ups, distances in mm,
-the dynamic mask ratio, airway figures."""
+the dynamic mask ratio, airway figures and metrics."""
 
 from __future__ import annotations
 
 from .airway_figure import AirwayFigureSaver, draw_airway_projection
+from .airway_metric import AirwayMetricHandler
 from .checkpoint import (
     AtomicCheckpointSaver,
     GradScalerStates,
@@ -64,6 +65,7 @@ __all__ = [
     "image_diagonal",
     "missed_case_distances",
     "AirwayFigureSaver",
+    "AirwayMetricHandler",
     "draw_airway_projection",
     "DynamicMaskRatio",
     "dynamic_mask_ratio",

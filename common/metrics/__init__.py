@@ -1,4 +1,5 @@
-"""Metrics: airway topology metrics (IoU, Dice, DLR/TD, DBR/BD, precision, leakage, AMR, CCF) and their handlers."""
+"""Metrics: airway topology metrics (IoU, Dice, DLR/TD, DBR/BD, precision, leakage, AMR, CCF); their Ignite handler is
+``common.handlers.AirwayMetricHandler``."""
 
 from __future__ import annotations
 
@@ -15,13 +16,11 @@ from .airway import (
     select_airway_component,
     skeleton,
 )
-from .handlers import AirwayMetricHandler
 
 __all__ = [
     "AIRWAY_METRICS",
     "METRIC_ALIASES",
     "AirwayMetric",
-    "AirwayMetricHandler",
     "AirwayTreeParsing",
     "airway_metrics",
     "bounding_box_crop",

@@ -169,6 +169,82 @@ def test_an_export_list_split_over_augmented_assignments_is_still_trimmed(packag
     assert "from .big import" not in init and '__all__ = ["Small"]\n__all__ += ["helper"]\n' in init
 
 
+LAZY_INIT = '''
+    """Eager re-exports and lazy ones (PEP 562): trimmed, the table to the entries of vendored modules."""
+    from __future__ import annotations
+
+    import importlib
+
+    from .small import Small
+
+    _LAZY_EXPORTS = {"Tool": "tool", "Other": "other"}
+
+    __all__ = ["Small", "Tool", "Other"]
+
+
+    def __getattr__(name):
+        if name in _LAZY_EXPORTS:
+            return getattr(importlib.import_module(f"{__name__}.{_LAZY_EXPORTS[name]}"), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+    def __dir__():
+        return sorted({*globals(), *_LAZY_EXPORTS})
+'''
+
+
+@pytest.fixture
+def lazy_package(package: Path) -> Path:
+    """``pkg.tools``: one eager re-export and two lazy ones, one of which imports a package that is not installed."""
+    write(
+        package,
+        {
+            "tools/__init__.py": LAZY_INIT,
+            "tools/small.py": "class Small:\n    pass\n",
+            "tools/tool.py": "from pkg.util.text import NAME\n\n\nclass Tool:\n    name = NAME\n",
+            "tools/other.py": "import not_installed_anywhere\n\n\nclass Other:\n    pass\n",
+        },
+    )
+    return package
+
+
+def test_lazy_reexports_are_trimmed_like_imports(lazy_package: Path, tmp_path: Path) -> None:
+    """A lazy table does not make the ``__init__`` code: only referenced lazy names bring their modules along."""
+    plan = plan_vendoring([("cfg: x", "pkg.tools.Small")], lazy_package, "pkg")
+    assert "pkg.tools" in plan.trimmed and "pkg.tools" not in plan.modules
+    assert not {"pkg.tools.tool", "pkg.tools.other"} & plan.vendored
+    assert "not_installed_anywhere" not in plan.third_party
+    plan = plan_vendoring([("cfg: x", "pkg.tools.Small"), ("cfg: y", "pkg.tools.Tool")], lazy_package, "pkg")
+    assert {"pkg.tools.tool", "pkg.util.text"} <= plan.vendored and "pkg.tools.other" not in plan.vendored
+    assert "not_installed_anywhere" not in plan.third_party
+    with pytest.raises(VendorError, match="pkg.tools has no attribute 'Nope'"):
+        plan_vendoring([("cfg: x", "pkg.tools.Nope")], lazy_package, "pkg")
+
+    dest = tmp_path / "bundle" / "scripts"
+    write_vendored(plan, dest, "scripts")
+    init = (dest / "tools" / "__init__.py").read_text()
+    assert '_LAZY_EXPORTS = {\n    "Tool": "tool",\n}\n' in init and '"Other"' not in init
+    assert '__all__ = ["Small", "Tool"]' in init and "def __getattr__(name):" in init
+    code = (
+        "import sys, scripts.tools as t; loaded = 'scripts.tools.tool' in sys.modules; "
+        "print(loaded, t.Tool.name, 'scripts.tools.tool' in sys.modules, hasattr(t, 'Other'), 'Tool' in dir(t))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=dest.parent, capture_output=True, text=True, env={"PYTHONPATH": ""}
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "text", "True", "False", "True"]
+
+    write_vendored(plan_vendoring([("cfg: x", "pkg.tools.Small")], lazy_package, "pkg"), tmp_path / "only", "only")
+    assert "_LAZY_EXPORTS: dict[str, str] = {}\n" in (tmp_path / "only" / "tools" / "__init__.py").read_text()
+
+
+def test_code_beside_a_lazy_table_makes_the_init_whole(lazy_package: Path) -> None:
+    write(lazy_package, {"tools/__init__.py": LAZY_INIT + "\n\n    REGISTRY = {}\n"})
+    plan = plan_vendoring([("cfg: x", "pkg.tools.Small")], lazy_package, "pkg")
+    assert "pkg.tools" in plan.modules and "pkg.tools" not in plan.trimmed
+
+
 def test_missing_attribute_names_the_config(package: Path) -> None:
     with pytest.raises(VendorError, match=r"configs/train.json: loss.*pkg.nets has no attribute 'Nope'"):
         plan_vendoring([("configs/train.json: loss", "pkg.nets.Nope")], package, "pkg")

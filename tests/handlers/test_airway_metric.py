@@ -7,7 +7,8 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from common.metrics import AirwayMetricHandler, airway_metrics
+from common.handlers import AirwayMetricHandler
+from common.metrics import airway_metrics
 
 
 def tube_case(cut: int) -> tuple[torch.Tensor, torch.Tensor]:
