@@ -13,6 +13,7 @@ from monai.transforms import Compose
 
 from common.engines import ASENetTrainer, d1_inputs, d2_inputs
 from common.networks import ASENetDiscriminator, DyBACUNet, DyBACVNet
+from tests.bundles.lookup import handler_id
 from tests.data.test_layout_lits import build_lits
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "asenet"
@@ -60,7 +61,9 @@ def test_discriminators_and_trainer_wiring() -> None:
     ckpt = {"network", "teacher", "optimizer", "lr_scheduler", "d1", "d2", "d1_optimizer", "d2_optimizer"}
     ckpt.add("best_model_saver")
     assert set(p["checkpoint_dict"]) == ckpt
-    assert p["train#handlers#0#load_dict"] == "@checkpoint_dict"
+    assert p[f"{handler_id(p, 'common.handlers.ResumeCheckpointLoader')}#load_dict"] == "@checkpoint_dict"
+    assert p[f"{handler_id(p, 'common.handlers.AtomicCheckpointSaver')}#save_dict"] == "@checkpoint_dict"
+    assert p["teacher"] == "$@ema_teacher.ema_model" and handler_id(p, "common.handlers.EMATeacher") == "ema_teacher"
     assert isinstance(p.get_parsed_content("train#trainer"), ASENetTrainer)
 
 
@@ -120,9 +123,9 @@ def lr_per_iteration(*names: str, iterations: int) -> list[float]:
     from ignite.engine import Engine, Events
 
     p = parse(*names)
-    index = next(i for i, h in enumerate(p["train#handlers"]) if h["_target_"] == "LrScheduleHandler")
-    assert p[f"train#handlers#{index}#epoch_level"] is False  # stepped per iteration, as the official loop
-    handler, optimizer = p.get_parsed_content(f"train#handlers#{index}"), p.get_parsed_content("optimizer")
+    lr_handler = handler_id(p, "LrScheduleHandler")
+    assert p[f"{lr_handler}#epoch_level"] is False  # stepped per iteration, as the official loop
+    handler, optimizer = p.get_parsed_content(lr_handler), p.get_parsed_content("optimizer")
     engine = Engine(lambda engine, batch: None)
     handler.attach(engine)
     seen: list[float] = []
@@ -160,8 +163,10 @@ def test_supervised_baseline_trains_the_same_network_on_labeled_cases_only(tmp_p
     p = parse("train", "quick", "supervised", root=tmp_path)
     assert p["train#trainer#_target_"] == "SupervisedTrainer"
     assert p["train#dataloader#dataset"] == "@train#dataset"
-    targets = [h["_target_"] for h in p["train#handlers"]]
-    assert "common.handlers.DyBACTemperature" in targets and "common.handlers.EMATeacher" not in targets
+    assert handler_id(p, "common.handlers.DyBACTemperature")
+    with pytest.raises(LookupError):
+        handler_id(p, "common.handlers.EMATeacher")
+    assert set(p["checkpoint_dict"]) == {"network", "optimizer", "lr_scheduler", "best_model_saver"}  # no teacher
 
 
 def test_quick_model_loads_into_inference_network() -> None:

@@ -19,6 +19,7 @@ from torch import nn
 from common.data.io import write_jpeg
 from common.engines import DFCPSTrainer
 from common.networks import DeepLabV3Plus, ProbabilityEnsemble
+from tests.bundles.lookup import handler_id
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "dfcps"
 
@@ -68,9 +69,9 @@ def test_labeled_fraction_configs(name: str, fraction: float) -> None:
 def test_checkpoints_hold_both_networks_optimizers_and_schedulers() -> None:
     parser = parse("train", "quick")
     expected = {"network", "optimizer_a", "optimizer_b", "lr_scheduler_a", "lr_scheduler_b", "best_model_saver"}
-    assert set(parser["train#handlers#0#load_dict"]) == expected  # ResumeCheckpointLoader
-    saver = next(h for h in parser["train#handlers"] if "AtomicCheckpointSaver" in str(h.get("_target_")))
-    assert set(saver["save_dict"]) == expected
+    assert set(parser["checkpoint_dict"]) == expected
+    assert parser[f"{handler_id(parser, 'common.handlers.ResumeCheckpointLoader')}#load_dict"] == "@checkpoint_dict"
+    assert parser[f"{handler_id(parser, 'common.handlers.AtomicCheckpointSaver')}#save_dict"] == "@checkpoint_dict"
 
 
 def test_the_two_networks_and_their_ensemble() -> None:
@@ -102,7 +103,8 @@ def test_supervised_baseline_is_one_network_on_the_labeled_images() -> None:
     assert parser.get_parsed_content("strong_views") is False
     assert parser["train#trainer#_target_"] == "SupervisedTrainer"
     assert parser["train#dataloader"].replace("::", "#") == "@train#labeled_dataloader"  # no unlabeled stream
-    assert set(parser["train#handlers#0#load_dict"]) == {"network", "optimizer_a", "lr_scheduler_a", "best_model_saver"}
+    loader = parser.get_parsed_content(handler_id(parser, "common.handlers.ResumeCheckpointLoader"))
+    assert set(loader.load_dict) == {"network", "optimizer_a", "lr_scheduler_a", "best_model_saver"}
 
 
 def kvasir_fixture(root: Path, count: int = 16) -> Path:

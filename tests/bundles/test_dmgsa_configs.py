@@ -8,6 +8,7 @@ import pytest
 from monai.bundle import ConfigParser
 
 from common.handlers import DynamicMaskRatio
+from tests.bundles.lookup import handler_id
 
 CONFIGS = Path(__file__).resolve().parents[2] / "bundles" / "dmgsa" / "configs"
 
@@ -26,7 +27,7 @@ def test_paper_defaults() -> None:
     assert parser["monr_orders"] == [0.5, 1.5] and parser["gem_p_init"] == 3.0
     assert all(parser[f"use_{name}"] for name in ("dmr", "monr", "gmgs", "adversarial"))
     assert [parser["hu_min"], parser["hu_max"]] == [-1200, 600]  # the public code's window: centre -300, width 1800
-    handler = parser.get_parsed_content("train#handlers#1")
+    handler = parser.get_parsed_content(handler_id(parser, "common.handlers.DynamicMaskRatio"))
     assert isinstance(handler, DynamicMaskRatio) and handler.fixed_ratio is None
     model = parser.get_parsed_content("training_model")
     assert model.recon_head is not None and len(model.network.gmgs) == 4
@@ -37,14 +38,16 @@ def test_paper_defaults() -> None:
     # checkpoints save and resume everything that learns: network and head, both discriminators, all optimizers
     saved = set(parser["checkpoint_dict"])
     assert {"training_model", "optimizer", "lr_scheduler", "d_moni", "d_mong", "d_moni_optimizer"} <= saved
-    assert "d_mong_optimizer" in saved and parser["train#handlers#0#load_dict"] == "@checkpoint_dict"
+    assert "d_mong_optimizer" in saved
+    for target, key in (("ResumeCheckpointLoader", "load_dict"), ("AtomicCheckpointSaver", "save_dict")):
+        assert parser[f"{handler_id(parser, f'common.handlers.{target}')}#{key}"] == "@checkpoint_dict"
 
 
 @pytest.mark.parametrize("component", ["dmr", "monr", "gmgs", "adversarial"])
 def test_each_ablation_removes_its_component(component: str) -> None:
     parser = parse("train", "quick", f"ablation_no_{component}")
     assert parser.get_parsed_content("ckpt_dir").endswith(f"models/ablation_no_{component}")
-    handler = parser.get_parsed_content("train#handlers#1")
+    handler = parser.get_parsed_content(handler_id(parser, "common.handlers.DynamicMaskRatio"))
     model = parser.get_parsed_content("training_model")
     discriminators = parser.get_parsed_content("train#trainer#discriminators")
     targets = parser.get_parsed_content("train#trainer#targets")

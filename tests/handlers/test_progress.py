@@ -242,7 +242,14 @@ def test_every_training_handler_list_has_the_banner_after_resumption(config: Pat
         handlers = content.get("train#handlers", handlers)
     if not isinstance(handlers, list):
         return  # this config does not define a training handler list
+    if any(isinstance(h, str) for h in handlers):  # "@train#banner": handlers defined at ids of train.json
+        from monai.bundle import ConfigParser
+
+        parser = ConfigParser()
+        parser.read_config([str(config.parent / "train.json"), str(config)])
+        handlers = [parser[h[1:]] if isinstance(h, str) and h.startswith("@") else h for h in handlers]
     targets = [h.get("_target_") for h in handlers if isinstance(h, dict)]
+    assert len(targets) == len(handlers), config  # every entry resolved, none skipped
     assert targets.count("common.handlers.TrainingBanner") == 1, config
     if "common.handlers.ResumeCheckpointLoader" in targets:
         # the banner counts what is left, so it runs after the checkpoint has set the iteration (same event)
