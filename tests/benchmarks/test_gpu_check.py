@@ -281,6 +281,7 @@ def test_zero_budget_skips_every_step_with_a_reason_and_still_reports(tmp_path: 
     assert (out / "gpu_check.md").read_text() == written
 
 
+@pytest.mark.integration
 def test_cpu_mode_runs_the_steps_at_quick_shapes(tmp_path: Path) -> None:
     """The real steps on one 2D bundle (speed, a short training, torchrun with gloo), as the GPU run does them."""
     out = tmp_path / "out"

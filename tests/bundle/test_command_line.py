@@ -86,6 +86,7 @@ def test_booleans_and_text_of_text_keys_pass() -> None:
     check_overrides(["use_dmr"], config)  # ids without values: nothing to check but the key
 
 
+@pytest.mark.integration
 def test_a_text_switch_stops_the_real_runner(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     data = json.loads(config.read_text())
@@ -175,6 +176,7 @@ def test_every_initialize_starts_with_the_check(config: Path) -> None:
         assert content["initialize"][0] == "$common.bundle.check_command_line()", config
 
 
+@pytest.mark.integration
 def test_the_message_is_the_last_lines_without_traceback(tmp_path: Path) -> None:
     result = runner(write_config(tmp_path), "--epoch", "5")
     assert result.returncode != 0
@@ -189,6 +191,7 @@ def test_the_message_is_the_last_lines_without_traceback(tmp_path: Path) -> None
     assert "Traceback" in debug.stderr and "Failed to evaluate" in debug.stderr
 
 
+@pytest.mark.integration
 def test_a_data_error_is_printed_last_and_a_bug_keeps_its_traceback(tmp_path: Path) -> None:
     raising = "$common.data.check_cases([{'image': '/no/such.png'}])"  # the hook is installed by `initialize`
     result = runner(write_config(tmp_path / "a", raising))

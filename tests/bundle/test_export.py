@@ -86,6 +86,7 @@ def test_staged_network_builds_with_common_blocked(bundle: Path, tmp_path: Path)
     assert proc.stdout.strip().endswith("scripts.networks.cmunext")
 
 
+@pytest.mark.integration
 def test_exported_readme_command_from_another_folder_works(bundle: Path, tmp_path: Path) -> None:
     staged = stage_bundle(bundle, tmp_path / NAME, NAME)
     elsewhere = tmp_path / "elsewhere"
@@ -177,6 +178,7 @@ def test_files_checksum_covers_sources_not_models_nor_versions(tmp_path: Path) -
     assert files_checksum(folder) != reference
 
 
+@pytest.mark.integration
 def test_export_writes_folder_zip_torchscript_and_index(bundle: Path, tmp_path: Path) -> None:
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "inference.json"))

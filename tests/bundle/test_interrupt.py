@@ -65,6 +65,7 @@ def interrupt(process: subprocess.Popen) -> float:
 LONG_NATIVE_CALL = "$(lambda a: (print('RUNNING', flush=True), a.mm(a)))(torch.ones(12288, 12288))"
 
 
+@pytest.mark.integration
 def test_ctrl_c_inside_a_long_native_call_stops_within_the_grace(tmp_path: Path) -> None:
     process = start_run(tmp_path, LONG_NATIVE_CALL, wait_for_output=True)
     seconds = interrupt(process)
@@ -74,6 +75,7 @@ def test_ctrl_c_inside_a_long_native_call_stops_within_the_grace(tmp_path: Path)
     assert "Interrupted (Ctrl-C): stopping now" in stderr and "run the same command to resume" in stderr
 
 
+@pytest.mark.integration
 def test_an_interruptible_step_stops_the_ordinary_way(tmp_path: Path) -> None:
     process = start_run(tmp_path, "$time.sleep(120)")
     seconds = interrupt(process)

@@ -12,6 +12,10 @@ would, layering the bundle's ``configs/quick.json`` on ``train.json``. What ever
 - training writes ``models/model.pt`` (the best network's state dict) and interval checkpoints
   ``models/checkpoint_*=<N>.pt`` holding ``trainer`` state; inference writes one output per input under
   ``output_dir``.
+
+The static checks (files, metadata schema, config ids) are in the default test run; every check that runs a bundle
+command (training, inference, evaluation, export, kill + resume, DDP, a corrupt input) is marked ``integration``
+(``python -m pytest -m integration``, the second part of ``.ci/run``).
 """
 
 from __future__ import annotations
@@ -159,6 +163,7 @@ def test_config_ids(name):
 
 
 # ------------------------------------------------------------------------------------------- training & co.
+@pytest.mark.integration
 @pytest.mark.parametrize("name", grouped("trained"))
 def test_quick_training_user_form(name, trained, tmp_path_factory):
     bundle = get_trained(trained, name, tmp_path_factory)
@@ -170,6 +175,7 @@ def test_quick_training_user_form(name, trained, tmp_path_factory):
     network.load_state_dict(best)  # model.pt is the network's plain state dict, as in the model zoo
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", grouped("trained"))
 def test_train_properties(name, trained, tmp_path_factory):
     """MONAI's own property checks, on the trained copy (its phantom data exist by now)."""
@@ -194,6 +200,7 @@ def test_train_properties(name, trained, tmp_path_factory):
     assert infer.check_properties() == []
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", grouped("trained"))
 def test_net_in_out(name, trained, tmp_path_factory):
     bundle = get_trained(trained, name, tmp_path_factory)
@@ -220,6 +227,7 @@ def source_of(output: Path, inputs: list[str], output_dir: Path) -> str:
     return candidates[0]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", grouped("trained"))
 def test_inference_writes_outputs(name, trained, tmp_path_factory):
     bundle = get_trained(trained, name, tmp_path_factory)
@@ -237,6 +245,7 @@ def test_inference_writes_outputs(name, trained, tmp_path_factory):
         assert spatial_shape(out, read_array(out)) == expected, (out, source)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", grouped("trained"))
 def test_evaluate_writes_metrics(name, trained, tmp_path_factory):
     bundle = get_trained(trained, name, tmp_path_factory)
@@ -248,6 +257,7 @@ def test_evaluate_writes_metrics(name, trained, tmp_path_factory):
     assert list(eval_dir.glob("*.png")), f"evaluate drew no figure under {eval_dir}"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", grouped("trained"))
 def test_torchscript_export_matches_eager(name, trained, tmp_path_factory):
     bundle = get_trained(trained, name, tmp_path_factory)
@@ -277,6 +287,7 @@ def test_torchscript_export_matches_eager(name, trained, tmp_path_factory):
         torch.testing.assert_close(scripted(x), net(x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", grouped("trained"))
 def test_uncertainty_maps_rank_cases(name, trained, tmp_path_factory):
     """Semi-supervised bundles save an entropy map beside each prediction with ``--save_uncertainty True``, which ranks
@@ -376,6 +387,7 @@ def last_line(output: str) -> str:
     return [line for line in output.splitlines() if line.strip()][-1]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", grouped("resume"))
 def test_resume_after_kill(name, tmp_path):
     """A run killed (SIGKILL) after its first checkpoint resumes from it and is the run it would have been: at a tiny
@@ -461,6 +473,7 @@ def test_resume_after_kill(name, tmp_path):
     assert trainer_state(last_checkpoint(bundle, models))["iteration"] == state["iteration"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", grouped("ddp"))
 def test_multi_gpu_config_with_two_gloo_processes(name, tmp_path):
     bundle = copy_bundle(name, tmp_path)
@@ -491,6 +504,7 @@ def test_multi_gpu_config_with_two_gloo_processes(name, tmp_path):
     assert state["iteration"] == state["max_epochs"] * state["epoch_length"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", grouped("badinput"))
 def test_corrupt_input_gets_a_clear_error(name, tmp_path):
     """A truncated image in a user's data set stops training before it starts, naming the file; nothing is written."""

@@ -1,9 +1,11 @@
 """MONAI Label: every exported bundle is what MONAI Label's ``monaibundle`` app reads, and a real server infers with it.
 
-Default run (fast): the staged export of every bundle passes :mod:`common.bundle.monai_label`'s check, run from the
-export folder with the ``common`` package blocked: the reads and instantiations of MONAI Label's ``BundleInferTask``
-and ``BundleTrainTask`` (``network_def``, ``preprocessing``, ``inferer``, ``postprocessing``, ``device`` replaced by
-a device name, ``channel_def`` labels, ``network`` and the overridden ids of ``train.json``).
+Integration (``-m integration``, no trained model needed): the staged export of every bundle passes
+:mod:`common.bundle.monai_label`'s check, run from the export folder with the ``common`` package blocked: the reads and
+instantiations of MONAI Label's ``BundleInferTask`` and ``BundleTrainTask`` (``network_def``, ``preprocessing``,
+``inferer``, ``postprocessing``, ``device`` replaced by a device name, ``channel_def`` labels, ``network`` and the
+overridden ids of ``train.json``). The default run checks the same contract on one staged bundle in-process
+(``tests/bundle/test_monai_label.py``).
 
 Slow (``-m slow``): a real MONAI Label server. MONAI Label imports torchvision at module level (its post transforms),
 and PyPI's torchvision does not load beside the CPU build of torch 2.13 that the project uses; the matching pair
@@ -65,6 +67,7 @@ SERVER_START_S = 300
 INFER_S = 600
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", BUNDLES)
 def test_export_meets_monai_label_contract(name, tmp_path):
     export = stage(name, tmp_path)

@@ -1,9 +1,11 @@
 """Sharing: every bundle exports as a self-contained, zoo-shaped bundle, has a zoo model card and a current index entry.
 
 Default run (fast, no trained model needed): the model card has the sections of the model zoo's README template; the
-bundle's entry in ``bundles/model_info.json`` matches a fresh staging; the staged export (configs rewritten, ``common``
-modules vendored in ``scripts/``) passes MONAI's ``verify_net_in_out`` and resolves every ``scripts.*`` reference of
-every config with the ``common`` package blocked.
+bundle's entry in ``bundles/model_info.json`` matches a fresh staging.
+
+Integration (``-m integration``, no trained model needed): the staged export (configs rewritten, ``common`` modules
+vendored in ``scripts/``) passes MONAI's ``verify_net_in_out`` (``python -m monai.bundle``) and resolves every
+``scripts.*`` reference of every config with the ``common`` package blocked.
 
 Slow (``-m slow``): a quick-trained copy is exported with ``python -m common.bundle export``; a clean virtual
 environment gets MONAI, PyTorch, NumPy, ``fire`` and ``jsonschema`` (MONAI's bundle command line and
@@ -115,6 +117,8 @@ def test_index_names_only_existing_bundles():
         assert key == f"{entry['name']}_v{entry['version']}", key
 
 
+# -------------------------------------------------------------------------------------------------- integration
+@pytest.mark.integration
 @pytest.mark.parametrize("name", BUNDLES)
 def test_export_runs_without_common(name, tmp_path):
     """The staged export's network and every config reference work with ``common`` blocked, from the export folder."""
