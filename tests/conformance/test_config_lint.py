@@ -1,13 +1,20 @@
 """A lint of every bundle's configs, so that a user can change them safely.
 
-Three checks, each with a companion test that proves it fires on a tiny bad config (the lint cannot pass vacuously):
+Four checks, each with a companion test that proves it fires on a tiny bad config (the lint cannot pass vacuously):
 
 - unused imports: an ``imports`` entry of a base config (one that has ``imports``: ``train.json``, ``inference.json``)
   that no ``$`` expression of that config or of an overlay (a config without ``imports``, which is layered on a base:
   ``quick.json``, ``supervised.json``, ``multi_gpu_train.json``...) uses;
 - position references: an ``@`` reference or ``%`` macro that indexes a list (``@train#handlers#1``), or an override
-  key of an overlay that does (``"train#handlers#1#interval"``): inserting an item silently retargets them, so such
-  objects get a named id;
+  key of an overlay that does (``"train#handlers#1#interval"``): inserting an item silently retargets them. The one
+  kind MONAI leaves no way around (below) is allowed when pinned: ``PINNED_POSITIONS`` names the handler type the
+  position must hold, and the lint checks that it does, so a shifted list fails here instead of training with the
+  wrong object;
+- a training handler list of inline dicts: every entry of ``train#handlers`` is a dict, never an ``"@id"``
+  reference, because MONAI's property check (``ConfigWorkflow.check_properties``, run by the model zoo) reads
+  ``entry["_target_"]`` of each entry to find the ``ValidationHandler`` (``monai/bundle/workflows.py``,
+  ``_check_optional_id``; ``test_bundles.py::test_train_properties`` runs it on each bundle): an object defined at its
+  own id and referenced from the list makes it raise TypeError, so the EMA teacher, a handler, keeps its list place;
 - checkpoint dicts written twice: a ``load_dict`` and a ``save_dict`` of one config file with the same keys, written
   out twice instead of referencing one id (``"@checkpoint_dict"``), so that a new checkpointed object cannot be saved
   without being resumed (or the other way round).
@@ -81,12 +88,37 @@ def unused_imports(folder: Path) -> list[str]:
     return findings
 
 
+PINNED_POSITIONS = {"@train#handlers#1": "common.handlers.EMATeacher"}
+"""Position references allowed because MONAI needs the object inside the handler list, with the type it must be."""
+
+
+def item(config: object, reference: str) -> object:
+    """The raw config item at ``@a#b#0`` in one parsed file (None where that file does not define it)."""
+    node = config
+    for part in re.split(r"#|::", reference.removeprefix("@")):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return None
+    return node
+
+
 def position_references(folder: Path) -> list[str]:
-    """``file: reference`` for each reference, macro or override key that indexes a list by position."""
+    """``file: reference`` for each reference, macro or override key that indexes a list by position, unless pinned
+    (``PINNED_POSITIONS``) and every file that defines the list holds the pinned type there."""
+    content = configs(folder)
     findings = []
-    for name, config in configs(folder).items():
+    for name, config in content.items():
         for text in strings(config):
-            findings += [f"{name}: {ref}" for ref in REFERENCE.findall(text) if POSITION.search(ref)]
+            for ref in REFERENCE.findall(text):
+                if not POSITION.search(ref):
+                    continue
+                target = PINNED_POSITIONS.get(ref.split(".")[0])
+                held = [item(c, ref) for c in content.values() if isinstance(item(c, ref), dict)]
+                if target is None or not held or any(h.get("_target_") != target for h in held):
+                    findings.append(f"{name}: {ref}")
         if isinstance(config, dict):
             findings += [f"{name}: key {key}" for key in config if POSITION.search(key)]
     return findings
@@ -116,8 +148,22 @@ def duplicated_checkpoint_dicts(folder: Path) -> list[str]:
     return findings
 
 
+def handler_references(folder: Path) -> list[str]:
+    """``file: list id [index]`` for each entry of a handler list that is not an inline dict."""
+    findings = []
+    for name, config in configs(folder).items():
+        if not isinstance(config, dict):
+            continue
+        for key in ("train#handlers",):  # MONAI reads this list only (validate#handlers may hold references)
+            entries = config.get(key, item(config, f"@{key}"))
+            if isinstance(entries, list):
+                findings += [f"{name}: {key} [{i}]" for i, e in enumerate(entries) if not isinstance(e, dict)]
+    return findings
+
+
 CHECKS = {"unused imports": unused_imports, "position references": position_references}
 CHECKS["load/save dicts written twice"] = duplicated_checkpoint_dicts
+CHECKS["training handlers as inline dicts"] = handler_references
 
 
 @pytest.mark.parametrize("check", sorted(CHECKS))
@@ -151,9 +197,14 @@ def test_unused_imports_counts_a_use_in_an_overlay_for_every_base(tmp_path: Path
 
 
 def test_position_references_fire_on_a_list_index(tmp_path: Path) -> None:
-    good = {"teacher": "$@ema_teacher.ema_model", "handlers": ["@ema_teacher"], "size": "$@patch_size[0] + 1"}
+    ema = {"_target_": "common.handlers.EMATeacher"}
+    good = {"teacher": "$@train#handlers#1.ema_model", "train": {"handlers": [{"_target_": "Loader"}, ema]}}
+    good["size"] = "$@patch_size[0] + 1"
     folder = write(tmp_path / "configs", train=good)
-    assert position_references(folder) == []
+    assert position_references(folder) == []  # pinned, and the list holds the pinned type there
+    shifted = dict(good, train={"handlers": [{"_target_": "Loader"}, {"_target_": "StatsHandler"}, ema]})
+    write(folder, train=shifted)
+    assert position_references(folder) == ["train.json: @train#handlers#1"]
     bad = {"teacher": "$@train#handlers#1.ema_model", "net": "%configs/x.json::network#0", "n": "@a#b2"}
     write(folder, train=bad, quick={"train#handlers#3#interval": 2, "train#trainer#max_epochs": 1})
     assert position_references(folder) == [
@@ -178,3 +229,12 @@ def test_duplicated_checkpoint_dicts_fire_on_the_same_keys_written_twice(tmp_pat
     assert duplicated_checkpoint_dicts(folder) == []
     write(folder, supervised={"train#handlers#0#load_dict": ckpt, "train#handlers#1#save_dict": ckpt})
     assert duplicated_checkpoint_dicts(folder) == [f"supervised.json: {duplicate}"]
+
+
+def test_handler_references_fire_on_an_entry_that_is_not_a_dict(tmp_path: Path) -> None:
+    good = {"train": {"handlers": [{"_target_": "ValidationHandler"}]}, "validate#handlers": ["@saver"]}
+    folder = write(tmp_path / "configs", train=good)
+    assert handler_references(folder) == []
+    bad = {"ema": {"_target_": "common.handlers.EMATeacher"}, "train": {"handlers": [{"_target_": "A"}, "@ema"]}}
+    write(folder, train=bad, supervised={"train#handlers": ["@train#stats", {"_target_": "B"}]})
+    assert handler_references(folder) == ["supervised.json: train#handlers [0]", "train.json: train#handlers [1]"]
