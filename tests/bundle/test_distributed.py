@@ -130,7 +130,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_single_process_gloo_group_trains_a_ddp_model(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def single_process_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment torchrun gives a one-process CPU run (gloo on a free port)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for key, value in {
         "MASTER_ADDR": "127.0.0.1",
@@ -140,6 +142,9 @@ def test_single_process_gloo_group_trains_a_ddp_model(monkeypatch: pytest.Monkey
         "LOCAL_RANK": "0",
     }.items():
         monkeypatch.setenv(key, value)
+
+
+def test_single_process_gloo_group_trains_a_ddp_model(single_process_env: None) -> None:
     assert not dist.is_initialized()
     init_distributed()
     try:
@@ -207,17 +212,11 @@ def test_multi_gpu_configs_show_dataset_progress_on_rank_zero_only(bundle: str) 
     assert all(config[k] == "$common.bundle.is_main_process()" for k in progress)
 
 
-def test_close_distributed_waits_for_every_rank_then_leaves(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_close_distributed_waits_for_every_rank_then_leaves(
+    single_process_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from common.bundle import close_distributed
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    for key, value in {
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(free_port()),
-        "RANK": "0",
-        "WORLD_SIZE": "1",
-    }.items():
-        monkeypatch.setenv(key, value)
     calls = []
     barrier, destroy = dist.barrier, dist.destroy_process_group
     monkeypatch.setattr(dist, "barrier", lambda *a, **k: (calls.append("barrier"), barrier(*a, **k))[1])

@@ -116,7 +116,7 @@ def position_references(folder: Path) -> list[str]:
                 if not POSITION.search(ref):
                     continue
                 target = PINNED_POSITIONS.get(ref.split(".")[0])
-                held = [item(c, ref) for c in content.values() if isinstance(item(c, ref), dict)]
+                held = [h for h in (item(c, ref) for c in content.values()) if isinstance(h, dict)]
                 if target is None or not held or any(h.get("_target_") != target for h in held):
                     findings.append(f"{name}: {ref}")
         if isinstance(config, dict):
