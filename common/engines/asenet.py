@@ -36,7 +36,7 @@ from torch.optim.optimizer import Optimizer
 
 from common.engines.adversarial import DiscriminatorSpec, MultiDiscriminatorTrainer
 from common.inferers.uncertainty import add_input_noise
-from common.losses.asenet import ThreeWayConsistencyLoss, segmentation_probabilities
+from common.losses.three_way_consistency import ThreeWayConsistencyLoss, segmentation_probabilities
 
 __all__ = ["ASENetTrainer", "d1_inputs", "d2_inputs"]
 

@@ -21,7 +21,7 @@ __all__ = [
     "pseudo_labels",
     "sdf_to_probability",
 ]
-from .asenet import ThreeWayConsistencyLoss, segmentation_probabilities
+from .three_way_consistency import ThreeWayConsistencyLoss, segmentation_probabilities
 from .two_class_adversarial import TwoClassAdversarialLoss
 
 __all__ += ["ThreeWayConsistencyLoss", "TwoClassAdversarialLoss", "segmentation_probabilities"]

@@ -40,6 +40,21 @@ def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+def _conv_gelu_bn(in_channels: int, out_channels: int, **conv: int) -> list[nn.Module]:
+    """Convolution (``conv``: kernel_size, padding, groups) -> GELU -> BatchNorm, as a list for ``nn.Sequential``.
+
+    A list, not a module, so that the layers sit directly in their block's ``nn.Sequential`` and keep their indices
+    (state-dict keys such as ``mlp.3.weight``, which trained checkpoints load by). GELU precedes the norm, as in the
+    paper and the official code.
+    """
+    return [nn.Conv2d(in_channels, out_channels, **conv), nn.GELU(), nn.BatchNorm2d(out_channels)]
+
+
+def _pointwise_mlp(in_channels: int, hidden: int, out_channels: int) -> list[nn.Module]:
+    """The inverted-bottleneck MLP of the blocks and of skip fusion: 1x1 conv-GELU-BN to ``hidden``, then to ``out``."""
+    return _conv_gelu_bn(in_channels, hidden, kernel_size=1) + _conv_gelu_bn(hidden, out_channels, kernel_size=1)
+
+
 class CMUNeXtBlock(nn.Module):
     """One CMUNeXt block: a residual large-kernel depthwise convolution followed by an inverted-bottleneck MLP.
 
@@ -60,18 +75,9 @@ class CMUNeXtBlock(nn.Module):
         _check_odd_kernel("kernel_size", kernel_size)
         hidden = channels * MLP_RATIO
         self.depthwise = nn.Sequential(
-            nn.Conv2d(channels, channels, kernel_size=kernel_size, padding=kernel_size // 2, groups=channels),
-            nn.GELU(),
-            nn.BatchNorm2d(channels),
+            *_conv_gelu_bn(channels, channels, kernel_size=kernel_size, padding=kernel_size // 2, groups=channels)
         )
-        self.mlp = nn.Sequential(
-            nn.Conv2d(channels, hidden, kernel_size=1),
-            nn.GELU(),
-            nn.BatchNorm2d(hidden),
-            nn.Conv2d(hidden, channels, kernel_size=1),
-            nn.GELU(),
-            nn.BatchNorm2d(channels),
-        )
+        self.mlp = nn.Sequential(*_pointwise_mlp(channels, hidden, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -135,15 +141,8 @@ class SkipFusionBlock(nn.Module):
         fused = channels * FUSION_GROUPS
         hidden = channels * MLP_RATIO
         self.fuse = nn.Sequential(
-            nn.Conv2d(fused, fused, kernel_size=3, padding=1, groups=FUSION_GROUPS),
-            nn.GELU(),
-            nn.BatchNorm2d(fused),
-            nn.Conv2d(fused, hidden, kernel_size=1),
-            nn.GELU(),
-            nn.BatchNorm2d(hidden),
-            nn.Conv2d(hidden, channels, kernel_size=1),
-            nn.GELU(),
-            nn.BatchNorm2d(channels),
+            *_conv_gelu_bn(fused, fused, kernel_size=3, padding=1, groups=FUSION_GROUPS),
+            *_pointwise_mlp(fused, hidden, channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -217,7 +216,7 @@ class CMUNeXt(nn.Module):
     ===========  =====================  ===============  ===============  ==========================
 
     The exact default count is 3,149,185 parameters. The paper's "GFLOPs" are multiply-accumulates (MACs) as counted
-    by thop (convolutions plus BatchNorm and upsampling); see ``benchmarks/cmunext_complexity.py``.
+    by thop (convolutions plus BatchNorm and upsampling); see ``benchmarks/complexity.py``.
 
     Args:
         in_channels: number of input channels. Defaults to 3.

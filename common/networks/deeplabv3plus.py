@@ -37,6 +37,8 @@ from monai.networks.layers.factories import Conv, Norm, Pool
 from monai.networks.nets import ResNet
 from torch import nn
 
+from common.networks.utils import check_spatial_dims
+
 __all__ = ["ASPP", "DeepLabV3Plus", "load_encoder_weights"]
 
 _BLOCK_INPLANES = (64, 128, 256, 512)
@@ -278,8 +280,7 @@ class DeepLabV3Plus(nn.Module):
         pretrained_encoder_path: str | Path | None = None,
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        check_spatial_dims(spatial_dims)
         if output_stride not in (8, 16):
             raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
         if len(layers) != 4 or any(int(n) < 1 for n in layers):

@@ -31,6 +31,8 @@ import torch.nn as nn
 from monai.networks.blocks import UnetBasicBlock, UnetOutBlock, UnetUpBlock
 from monai.networks.layers.factories import Conv
 
+from common.networks.utils import check_spatial_dims
+
 __all__ = ["DMGSANet", "DMGSATrainingModel", "GMGSBlock", "dmgsa_architecture", "generalized_mean"]
 
 
@@ -68,8 +70,7 @@ class GMGSBlock(nn.Module):
         self, spatial_dims: int, channels: int, p_init: float = 3.0, p_min: float = 1.0, eps: float = 1e-6
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        check_spatial_dims(spatial_dims)
         if p_init < p_min:
             raise ValueError(f"p_init must be at least p_min={p_min}, got {p_init}")
         conv = Conv[Conv.CONV, spatial_dims]

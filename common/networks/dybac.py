@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from monai.networks.layers.factories import Conv, Norm, Pool
 from torch import nn
 
+from common.networks.utils import check_spatial_dims
+
 __all__ = [
     "DEFAULT_TEMPERATURE",
     "DyBAC",
@@ -35,11 +37,6 @@ __all__ = [
 
 DEFAULT_TEMPERATURE = {2: 30.0, 3: 34.0}
 """The initial softmax temperature of the kernel attention per ``spatial_dims`` (the official code's values)."""
-
-
-def _check_dims(spatial_dims: int) -> None:
-    if spatial_dims not in (2, 3):
-        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
 
 
 class SpatialGate(nn.Module):
@@ -58,7 +55,7 @@ class SpatialGate(nn.Module):
 
     def __init__(self, spatial_dims: int, channels: int, reduction: int = 16) -> None:
         super().__init__()
-        _check_dims(spatial_dims)
+        check_spatial_dims(spatial_dims)
         if channels < 1 or reduction < 1:
             raise ValueError(f"channels and reduction must be positive, got {channels}, {reduction}")
         conv = Conv[Conv.CONV, spatial_dims]
@@ -97,7 +94,7 @@ class KernelAttention(nn.Module):
         temperature: float | None = None,
     ) -> None:
         super().__init__()
-        _check_dims(spatial_dims)
+        check_spatial_dims(spatial_dims)
         if num_kernels < 1 or hidden_ratio < 0:
             raise ValueError(f"num_kernels must be >= 1 and hidden_ratio >= 0, got {num_kernels}, {hidden_ratio}")
         conv = Conv[Conv.CONV, spatial_dims]
@@ -145,7 +142,7 @@ class DynamicDepthwiseConv(nn.Module):
         temperature: float | None = None,
     ) -> None:
         super().__init__()
-        _check_dims(spatial_dims)
+        check_spatial_dims(spatial_dims)
         if kernel_size < 1 or kernel_size % 2 == 0 or stride < 1:
             raise ValueError(f"kernel_size must be odd and positive, stride positive; got {kernel_size}, {stride}")
         self.spatial_dims = spatial_dims

@@ -158,6 +158,39 @@ def test_block_residual_wraps_depthwise_branch() -> None:
         assert not torch.allclose(y[0], y[1], atol=1e-3)
 
 
+def test_layer_order_and_state_dict_indices() -> None:
+    """conv -> GELU -> BN (GELU before the norm, as the paper), at the ``nn.Sequential`` indices trained checkpoints
+    load by: ``depthwise.0``/``.2``, ``mlp.0``/``.2``/``.3``/``.5``, ``fuse.0``/``.2``/``.3``/``.5``/``.6``/``.8``."""
+    pattern = [torch.nn.Conv2d, torch.nn.GELU, torch.nn.BatchNorm2d]
+    block = CMUNeXtBlock(channels=4, kernel_size=5)
+    assert [type(m) for m in block.depthwise] == pattern and [type(m) for m in block.mlp] == pattern * 2
+    assert (block.depthwise[0].kernel_size, block.depthwise[0].groups, block.depthwise[0].padding) == (
+        (5, 5),
+        4,
+        (2, 2),
+    )
+    assert [(m.in_channels, m.out_channels, m.kernel_size) for m in block.mlp[::3]] == [
+        (4, 16, (1, 1)),
+        (16, 4, (1, 1)),
+    ]
+    fuse = CMUNeXtUpStage(in_channels=6, out_channels=4).fusion.fuse
+    assert [type(m) for m in fuse] == pattern * 3
+    assert [(m.in_channels, m.out_channels, m.kernel_size, m.groups) for m in fuse[::3]] == [
+        (8, 8, (3, 3), 2),
+        (8, 16, (1, 1), 1),
+        (16, 4, (1, 1), 1),
+    ]
+    assert [m.num_features for m in fuse[2::3]] == [8, 16, 4]
+    assert {k.rsplit(".", 1)[0] for k in block.state_dict()} == {
+        "depthwise.0",
+        "depthwise.2",
+        "mlp.0",
+        "mlp.2",
+        "mlp.3",
+        "mlp.5",
+    }
+
+
 def _single_tap(conv: torch.nn.Conv2d, taps: dict[tuple[int, int], float]) -> None:
     """Zero ``conv`` (weights and bias), then set the centre tap of each ``(out, in-group)`` pair listed."""
     conv.weight.zero_()

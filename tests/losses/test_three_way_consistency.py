@@ -1,4 +1,4 @@
-"""Tests of common.losses.asenet: the three-way consistency, hand-computed, for softmax and one-channel sigmoid."""
+"""Tests of common.losses.three_way_consistency: hand-computed, for softmax and one-channel sigmoid."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from common.losses.asenet import ThreeWayConsistencyLoss, segmentation_probabilities
+from common.losses.three_way_consistency import ThreeWayConsistencyLoss, segmentation_probabilities
 
 
 def test_hand_computed_on_probabilities() -> None:

@@ -1,4 +1,4 @@
-"""Tests of common.networks.asenet: where DyBAC sits (as the official vnet_dy_v2 / Unet_dy_v2), the plain switch,
+"""Tests of common.networks.dybac_nets: where DyBAC sits (as the official vnet_dy_v2 / Unet_dy_v2), the plain switch,
 nearest upsampling and decoder dropout of the U-Net, shapes, parameter counts, TorchScript."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import pytest
 import torch
 from monai.networks.blocks import Convolution
 
-from common.networks.asenet import DyBACUNet, DyBACVNet
+import common.networks.dybac_nets as dybac_nets
 from common.networks.dybac import DyBAC
+from common.networks.dybac_nets import DyBACUNet, DyBACVNet, dybac_block
 
 
 def count(module: torch.nn.Module, kind: type) -> int:
@@ -69,7 +70,8 @@ def test_shapes_2d_and_3d(use_dybac: bool) -> None:
 
 
 def test_dybac_reduces_parameters_of_the_paper_backbones() -> None:
-    """DyBAC (depthwise + pointwise) is lighter than the 3x3 conv it replaces: figures of benchmarks/asenet_params."""
+    """DyBAC (depthwise + pointwise) is lighter than the 3x3 conv it replaces: figures of
+    ``benchmarks/complexity.py --model asenet``."""
     params = {
         name: sum(p.numel() for p in net.parameters())
         for name, net in {
@@ -98,3 +100,37 @@ def test_torchscript_matches_eager() -> None:
     net = DyBACVNet(features=4).eval()
     x = torch.randn(1, 1, 16, 16, 16)
     assert torch.allclose(torch.jit.script(net)(x), net(x), atol=1e-5)
+
+
+def test_dybac_block_places_dybac_after_the_first_stage_except_the_plain_layers() -> None:
+    block = dybac_block(3, num_kernels=3, temperature=12.0, plain_layers=(1,))
+    assert isinstance(block(2, 4, 0, 0), Convolution) and isinstance(block(2, 4, 0, 2), Convolution)  # stage 0
+    dybac = block(4, 8, 1, 0)
+    assert isinstance(dybac, DyBAC) and dybac.conv.weight.shape[0] == 3 and dybac.conv.attention.temperature == 12.0
+    assert dybac.conv.pointwise.out_channels == 8 and isinstance(dybac.act, torch.nn.ReLU)
+    assert isinstance(block(8, 8, 1, 1), Convolution)  # the plain second layer
+    assert isinstance(block(8, 8, 8, 2), DyBAC)
+    plain = block(8, 8, 4, 1)
+    assert plain.conv.kernel_size == (3, 3, 3) and isinstance(plain.adn.N, torch.nn.BatchNorm3d)
+    assert isinstance(plain.adn.A, torch.nn.ReLU)
+    unet_block = dybac_block(2)  # the U-Net: no plain layer after stage 0
+    assert isinstance(unet_block(8, 8, 1, 1), DyBAC) and isinstance(unet_block(3, 8, 0, 1), Convolution)
+    off = dybac_block(2, use_dybac=False)
+    assert not any(isinstance(off(8, 8, stage, layer), DyBAC) for stage in range(9) for layer in range(3))
+
+
+def test_unet_stages_are_numbered_in_data_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The U-Net asks its block factory for stages 0-3 (encoder), 4 (bottleneck), 5-8 (decoder, deepest first)."""
+    calls: list[tuple[int, int, int, int]] = []
+
+    def recorder(in_channels: int, out_channels: int, stage: int, layer: int) -> torch.nn.Module:
+        calls.append((in_channels, out_channels, stage, layer))
+        return Convolution(2, in_channels, out_channels, kernel_size=3, padding=1)
+
+    monkeypatch.setattr(dybac_nets, "dybac_block", lambda *args, **kwargs: recorder)
+    DyBACUNet(2, 1, 2, features=(1, 2, 3, 4, 5))
+    assert calls == [
+        (1, 1, 0, 0), (1, 1, 0, 1), (1, 2, 1, 0), (2, 2, 1, 1), (2, 3, 2, 0), (3, 3, 2, 1), (3, 4, 3, 0), (4, 4, 3, 1),
+        (4, 5, 4, 0), (5, 5, 4, 1),
+        (9, 4, 5, 0), (4, 4, 5, 1), (7, 3, 6, 0), (3, 3, 6, 1), (5, 2, 7, 0), (2, 2, 7, 1), (3, 1, 8, 0), (1, 1, 8, 1),
+    ]  # fmt: skip

@@ -1,12 +1,12 @@
-"""Tests of common.networks.asenet_discriminator: inputs, architecture, output."""
+"""Tests of common.networks.dybac_discriminator: inputs, architecture, output."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from common.networks.asenet_discriminator import ASENetDiscriminator
 from common.networks.dybac import DyBAC
+from common.networks.dybac_discriminator import ASENetDiscriminator
 
 
 @pytest.mark.parametrize(("dims", "spatial"), [(2, (32, 24)), (3, (16, 16, 8))])

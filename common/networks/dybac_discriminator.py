@@ -1,4 +1,4 @@
-"""ASE-Net's discriminators D1 and D2: a prediction map and its image in, two class logits out (2D and 3D).
+"""A DyBAC discriminator of (prediction map, image) pairs, two class logits out (2D and 3D): ASE-Net's D1 and D2.
 
 D1 tells predictions of labeled images (real) from those of unlabeled images (fake); D2 tells the teacher's
 predictions of unlabeled images (real) from the student's predictions of their noisy versions (fake). Both share
@@ -22,6 +22,7 @@ from monai.networks.layers.factories import Conv, Dropout
 from torch import nn
 
 from common.networks.dybac import DyBAC
+from common.networks.utils import check_probabilities, check_spatial_dims
 
 __all__ = ["ASENetDiscriminator"]
 
@@ -56,10 +57,8 @@ class ASENetDiscriminator(nn.Module):
         temperature: float | None = None,
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-        if not 0.0 <= dropout_prob < 1.0:
-            raise ValueError(f"dropout_prob must be in [0, 1), got {dropout_prob}")
+        check_spatial_dims(spatial_dims)
+        check_probabilities("dropout_prob", dropout_prob)
         conv = Conv[Conv.CONV, spatial_dims]
         self.pred_conv = conv(pred_channels, features, kernel_size=3, stride=2, padding=1)
         self.image_conv = conv(image_channels, features, kernel_size=3, stride=2, padding=1)

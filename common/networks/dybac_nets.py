@@ -5,12 +5,13 @@ in where DyBAC sits: only the first encoder stage (full resolution, on the image
 every stage after it, the last decoder stage included, uses :class:`common.networks.dybac.DyBAC`, except that in the
 V-Net the second layer of each stage stays a plain 3x3 conv-BN-ReLU (``ConvBlock``: ``if i == 1`` a ``Conv3d``,
 else ``DYBAC_3D``). ``use_dybac=False`` gives the plain backbone (the supervised and "w/o DyBAC" baselines); the
-layer layout is identical otherwise.
+layer layout is identical otherwise. :func:`dybac_block` is that placement as a block factory.
 
-- :class:`DyBACVNet` (``VNet_dy``): the V-Net of the semi-supervised LA benchmark (as
-  :class:`common.networks.DualTaskVNet`): stages of ``features * (1, 2, 4, 8, 16)`` channels with (1, 2, 3, 3, 3)
-  layers, stride-2 2x2x2 convolutions down, transposed convolutions up, additive skips, decoder stages of
-  (3, 3, 2, 1) layers, channel dropout (0.5) on the bottleneck and before the head.
+- :class:`DyBACVNet` (``VNet_dy``): :class:`common.networks.vnet.VNetBackbone`, the V-Net of the semi-supervised LA
+  benchmark (as :class:`common.networks.DualTaskVNet`), with DyBAC blocks and one segmentation head: stages of
+  ``features * (1, 2, 4, 8, 16)`` channels with (1, 2, 3, 3, 3) layers, stride-2 2x2x2 convolutions down,
+  transposed convolutions up, additive skips, decoder stages of (3, 3, 2, 1) layers, channel dropout (0.5) on the
+  bottleneck and before the head.
 - :class:`DyBACUNet` (``Unet_dy_v2``): the classic U-Net (``64 .. 1024`` channels, two layers per stage,
   max-pooling with channel dropout 0.1 / 0.1 / 0.2 / 0.2 after the pools and 0.3 after the bottleneck), nearest
   upsampling without a convolution, ``[upsampled, skip]`` concatenated, channel dropout 0.2 / 0.2 / 0.1 / 0.1 after
@@ -30,76 +31,48 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Dropout, Pool
 from torch import nn
 
 from common.networks.dybac import DyBAC
+from common.networks.utils import check_probabilities, check_spatial_dims
+from common.networks.vnet import ConvBlockFactory, VNetBackbone, conv_stage, plain_conv_block
 
-__all__ = ["DyBACUNet", "DyBACVNet", "conv_layer"]
+__all__ = ["DyBACUNet", "DyBACVNet", "dybac_block"]
 
-_VNET_ENCODER_LAYERS = (1, 2, 3, 3, 3)
-_VNET_DECODER_LAYERS = (3, 3, 2, 1)
 _VNET_PLAIN_LAYERS = (1,)  # vnet_dy_v2.ConvBlock: the second 3x3 conv of every stage is a plain Conv3d
 
 
-def conv_layer(
+def dybac_block(
     spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    dybac: bool,
+    use_dybac: bool = True,
     num_kernels: int = 4,
     temperature: float | None = None,
-) -> nn.Module:
-    """A 3x3 conv-BN-ReLU layer: a :class:`DyBAC` block when ``dybac``, else MONAI's ``Convolution``.
+    plain_layers: Sequence[int] = (),
+) -> ConvBlockFactory:
+    """DyBAC in every stage after the first, except at the layer indices in ``plain_layers``; else conv-BN-ReLU.
 
     Args:
         spatial_dims: 2 or 3.
-        in_channels: input channels.
-        out_channels: output channels.
-        dybac: use DyBAC.
+        use_dybac: False gives MONAI's ``Convolution`` (3x3, batch norm, ReLU) everywhere.
         num_kernels: DyBAC's ``K``.
         temperature: DyBAC's initial temperature (default by ``spatial_dims``).
+        plain_layers: layer indices (inside a stage) that stay plain in every stage.
+
+    Returns:
+        A :data:`common.networks.vnet.ConvBlockFactory`; stage 0 (full resolution, on the image) is always plain.
     """
-    if dybac:
-        return DyBAC(spatial_dims, in_channels, out_channels, num_kernels=num_kernels, temperature=temperature)
-    return Convolution(spatial_dims, in_channels, out_channels, kernel_size=3, padding=1, norm="batch", act="relu")
+    plain = plain_conv_block(spatial_dims, "batch", "relu")
+
+    def block(in_channels: int, out_channels: int, stage: int, layer: int) -> nn.Module:
+        if use_dybac and stage > 0 and layer not in plain_layers:
+            return DyBAC(spatial_dims, in_channels, out_channels, num_kernels=num_kernels, temperature=temperature)
+        return plain(in_channels, out_channels, stage, layer)
+
+    return block
 
 
-def _stage(
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    layers: int,
-    dybac: bool,
-    kernels: int,
-    t: float | None,
-    plain_layers: Sequence[int] = (),
-) -> nn.Sequential:
-    """``layers`` 3x3 layers; with ``dybac``, DyBAC blocks except at the indices in ``plain_layers``."""
-    return nn.Sequential(
-        *(
-            conv_layer(
-                spatial_dims,
-                in_channels if i == 0 else out_channels,
-                out_channels,
-                dybac and i not in plain_layers,
-                kernels,
-                t,
-            )
-            for i in range(layers)
-        )
-    )
-
-
-def _check(spatial_dims: int, dropout: Sequence[float]) -> None:
-    if spatial_dims not in (2, 3):
-        raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
-    if any(not 0.0 <= p < 1.0 for p in dropout):
-        raise ValueError(f"dropout probabilities must be in [0, 1), got {list(dropout)}")
-
-
-class DyBACVNet(nn.Module):
+class DyBACVNet(VNetBackbone):
     """V-Net with DyBAC blocks from stage 2 on, the second layer of each stage plain (ASE-Net's 3D segmenter).
 
     Args:
@@ -131,77 +104,19 @@ class DyBACVNet(nn.Module):
         num_kernels: int = 4,
         temperature: float | None = None,
     ) -> None:
-        super().__init__()
-        _check(spatial_dims, [dropout_prob])
-        widths = [features * 2**k for k in range(5)]
-        enc_in = [in_channels, *widths[1:]]
-        self.encoder = nn.ModuleList(
-            _stage(
-                spatial_dims,
-                enc_in[k],
-                widths[k],
-                _VNET_ENCODER_LAYERS[k],
-                use_dybac and k > 0,
-                num_kernels,
-                temperature,
-                _VNET_PLAIN_LAYERS,
-            )
-            for k in range(4)
-        )
-        self.bottleneck = _stage(
-            spatial_dims,
-            widths[4],
-            widths[4],
-            _VNET_ENCODER_LAYERS[4],
-            use_dybac,
-            num_kernels,
-            temperature,
-            _VNET_PLAIN_LAYERS,
-        )
-        self.down = nn.ModuleList(
-            Convolution(
-                spatial_dims, widths[k], widths[k + 1], strides=2, kernel_size=2, padding=0, norm="batch", act="relu"
-            )
-            for k in range(4)
-        )
-        self.up = nn.ModuleList(
-            Convolution(
-                spatial_dims,
-                widths[k + 1],
-                widths[k],
-                strides=2,
-                kernel_size=2,
-                padding=0,
-                output_padding=0,
-                is_transposed=True,
-                norm="batch",
-                act="relu",
-            )
-            for k in reversed(range(4))
-        )
-        self.decoder = nn.ModuleList(
-            _stage(spatial_dims, widths[k], widths[k], layers, use_dybac, num_kernels, temperature, _VNET_PLAIN_LAYERS)
-            for k, layers in zip(reversed(range(4)), _VNET_DECODER_LAYERS)
-        )
-        self.dropout = Dropout[Dropout.DROPOUT, spatial_dims](p=dropout_prob)
-        self.head = Conv[Conv.CONV, spatial_dims](widths[0], out_channels, kernel_size=1)
+        block = dybac_block(spatial_dims, use_dybac, num_kernels, temperature, _VNET_PLAIN_LAYERS)
+        super().__init__(spatial_dims, in_channels, features, dropout_prob, "batch", "relu", block)
+        self.head = Conv[Conv.CONV, spatial_dims](features, out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips: list[torch.Tensor] = []
-        for stage, down in zip(self.encoder, self.down):
-            x = stage(x)
-            skips.append(x)
-            x = down(x)
-        x = self.dropout(self.bottleneck(x))
-        level = len(skips) - 1
-        for up, decoder in zip(self.up, self.decoder):
-            x = decoder(up(x) + skips[level])
-            level -= 1
-        return self.head(self.dropout(x))
+        """``(B, in_channels, *spatial)`` -> logits ``(B, out_channels, *spatial)``."""
+        return self.head(self.features(x))
 
 
 class DyBACUNet(nn.Module):
     """U-Net with DyBAC blocks from stage 2 on (ASE-Net's 2D segmenter, the official ``Unet_dy_v2``).
+
+    Stages in data order for :func:`dybac_block`: 0-3 the encoder, 4 the bottleneck, 5-8 the decoder (deepest first).
 
     Args:
         spatial_dims: 2 (images) or 3.
@@ -238,7 +153,8 @@ class DyBACUNet(nn.Module):
         decoder_dropout: Sequence[float] = (0.2, 0.2, 0.1, 0.1),
     ) -> None:
         super().__init__()
-        _check(spatial_dims, [*dropout, bottleneck_dropout, *decoder_dropout])
+        check_spatial_dims(spatial_dims)
+        check_probabilities("dropout probabilities", *dropout, bottleneck_dropout, *decoder_dropout)
         if len(features) != 5 or len(dropout) != 4 or len(decoder_dropout) != 4:
             raise ValueError(
                 f"expected 5 widths and 4 dropouts, got {list(features)}, {list(dropout)} and {list(decoder_dropout)}"
@@ -246,11 +162,9 @@ class DyBACUNet(nn.Module):
         widths = [int(f) for f in features]
         enc_in = [in_channels, *widths[:-1]]
         drop = Dropout[Dropout.DROPOUT, spatial_dims]
-        self.encoder = nn.ModuleList(
-            _stage(spatial_dims, enc_in[k], widths[k], 2, use_dybac and k > 0, num_kernels, temperature)
-            for k in range(4)
-        )
-        self.bottleneck = _stage(spatial_dims, widths[3], widths[4], 2, use_dybac, num_kernels, temperature)
+        block = dybac_block(spatial_dims, use_dybac, num_kernels, temperature)
+        self.encoder = nn.ModuleList(conv_stage(block, enc_in[k], widths[k], 2, k) for k in range(4))
+        self.bottleneck = conv_stage(block, widths[3], widths[4], 2, 4)
         self.pool = Pool[Pool.MAX, spatial_dims](kernel_size=2)
         self.drops = nn.ModuleList(drop(p=p) for p in dropout)
         self.bottleneck_drop = drop(p=bottleneck_dropout)
@@ -258,21 +172,19 @@ class DyBACUNet(nn.Module):
         # channels of the stage below next to the skip: 1024 + 512, 512 + 256, ...
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
         self.decoder = nn.ModuleList(
-            _stage(spatial_dims, widths[k + 1] + widths[k], widths[k], 2, use_dybac, num_kernels, temperature)
-            for k in reversed(range(4))
+            conv_stage(block, widths[k + 1] + widths[k], widths[k], 2, 8 - k) for k in reversed(range(4))
         )
         self.decoder_drops = nn.ModuleList(drop(p=p) for p in decoder_dropout)
         self.head = Conv[Conv.CONV, spatial_dims](widths[0], out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, *spatial)`` -> logits ``(B, out_channels, *spatial)``."""
         skips: list[torch.Tensor] = []
         for stage, drop in zip(self.encoder, self.drops):
             x = stage(x)
             skips.append(x)
             x = drop(self.pool(x))
         x = self.bottleneck_drop(self.bottleneck(x))
-        level = len(skips) - 1
-        for decoder, drop in zip(self.decoder, self.decoder_drops):
-            x = drop(decoder(torch.cat([self.upsample(x), skips[level]], dim=1)))
-            level -= 1
+        for index, (decoder, drop) in enumerate(zip(self.decoder, self.decoder_drops)):
+            x = drop(decoder(torch.cat([self.upsample(x), skips[len(skips) - 1 - index]], dim=1)))
         return self.head(x)
