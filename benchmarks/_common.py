@@ -5,6 +5,7 @@ The machine's description comes from ``benchmarks/timing.py`` (``describe_machin
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import subprocess
@@ -13,10 +14,12 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ROOT",
     "RESULTS",
+    "add_timing_arguments",
     "bundles_with",
     "config_files",
     "config_list",
@@ -24,11 +27,32 @@ __all__ = [
     "display_path",
     "load_average",
     "monai_bundle_command",
+    "phantom_folder",
     "run_logged",
+    "short_run_overrides",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser, iterations: int, warmup: int = 1) -> argparse.ArgumentParser:
+    """Add the options of a timed run of training iterations: iterations, warm-up, device, threads, AMP.
+
+    Args:
+        parser: the (sub)command's parser.
+        iterations: the default number of timed iterations.
+        warmup: the default number of untimed iterations run first.
+
+    Returns:
+        ``parser``, with ``--iterations``, ``--warmup``, ``--device``, ``--threads`` and ``--amp`` (a flag).
+    """
+    parser.add_argument("--iterations", type=int, default=iterations, help="timed iterations")
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed iterations first")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only)")
+    return parser
 
 
 def bundles_with(*configs: str) -> list[str]:
@@ -83,6 +107,48 @@ def monai_bundle_command(command: str | None, paths: Sequence[str], overrides: d
     for key, value in overrides.items():
         cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
     return cmd
+
+
+def phantom_folder(base: Path, bundle: str, schedule: str) -> Path:
+    """Where the speed measurements keep a bundle's phantom: ``<base>/speed/data/<bundle>_<schedule>``.
+
+    ``benchmarks/gpu_check.py`` reads the phantom the speed steps wrote there (same generator settings) rather than
+    writing it again.
+    """
+    return base / "speed" / "data" / f"{bundle}_{schedule}"
+
+
+def short_run_overrides(
+    bundle: str, folder: Path, phantom_dir: Path, device: str, amp: bool, epochs: int, epoch_length: int
+) -> dict[str, Any]:
+    """The bundle command-line overrides of a short measured training, its files kept apart from the bundle's.
+
+    Args:
+        bundle: the bundle's folder name.
+        folder: the run's own folder (``models`` and ``eval`` are made inside).
+        phantom_dir: the phantom the configs read or write (see :func:`phantom_folder`).
+        device: ``"cpu"``, ``"cuda"``, ...
+        amp: mixed precision.
+        epochs: training epochs.
+        epoch_length: iterations per epoch.
+
+    Returns:
+        ``bundle_root``, ``ckpt_dir``, ``output_dir``, ``phantom_dir``, ``resume`` (False: always from scratch),
+        ``device``, ``amp``, ``epochs``, ``epoch_length`` and ``max_iterations`` (``epochs * epoch_length``: the
+        bundles that count iterations derive their epochs from it).
+    """
+    return {
+        "bundle_root": str(ROOT / "bundles" / bundle),
+        "ckpt_dir": str(folder / "models"),
+        "output_dir": str(folder / "eval"),
+        "phantom_dir": str(phantom_dir),
+        "resume": False,
+        "device": f"$torch.device('{device}')",
+        "amp": amp,
+        "epochs": epochs,
+        "epoch_length": epoch_length,
+        "max_iterations": epochs * epoch_length,
+    }
 
 
 def run_logged(cmd: Sequence[str], log: Path, threads: int | None = None, timeout: float | None = None) -> float:

@@ -70,6 +70,8 @@ from _common import (
     display_path,
     load_average,
     monai_bundle_command,
+    phantom_folder,
+    short_run_overrides,
 )
 
 __all__ = [
@@ -582,18 +584,10 @@ class Check:
         """
         folder = self.work / name
         schedule = "paper" if self.cuda else "quick"
+        # the phantom the speed steps wrote (same generator settings), else it is written now
+        phantom = phantom_folder(self.work, bundle, schedule)
         overrides: dict[str, Any] = {
-            "bundle_root": str(ROOT / "bundles" / bundle),
-            "ckpt_dir": str(folder / "models"),
-            "output_dir": str(folder / "eval"),
-            # the phantom the speed steps wrote (same generator settings), else it is written now
-            "phantom_dir": str(self.work / "speed" / "data" / f"{bundle}_{schedule}"),
-            "resume": False,
-            "device": f"$torch.device('{self.args.device}')",
-            "amp": self.cuda,
-            "epochs": epochs,
-            "epoch_length": per_epoch,
-            "max_iterations": epochs * per_epoch,  # the bundles that count iterations derive their epochs from it
+            **short_run_overrides(bundle, folder, phantom, self.args.device, self.cuda, epochs, per_epoch),
             "train#trainer#epoch_length": per_epoch,
             **self._shape_overrides(bundle),
         }

@@ -9,13 +9,14 @@ processes, so that each one's peak memory is its own:
   between consecutive ``ITERATION_COMPLETED`` events after the warm-up (data fetch, handlers and the step); the
   data loader's share is the time between Ignite's ``GET_BATCH_STARTED`` and ``GET_BATCH_COMPLETED``.
 * ``plain``: the same configs parsed, one batch taken from the bundle's training loader, then a bare Python loop
-  over that batch. For a ``SupervisedTrainer`` the loop is hand-written PyTorch (zero_grad, forward, loss,
-  backward, step; autocast and a gradient scaler with ``--amp on``). A method trainer's step (two networks, a
+  over that batch. For MONAI's supervised step (``SupervisedTrainer``, ``common.engines.SupervisedMethodTrainer``)
+  the loop is hand-written PyTorch (zero_grad, forward, loss, backward, step; autocast and a gradient scaler with
+  ``--amp on``). A method trainer's step (two networks, a
   teacher, discriminators) is the trainer's own ``_iteration`` called directly on the batch (after the handlers of
   ``STARTED`` have set the schedules), without Ignite's loop, the handlers or the loader. Then: the loader alone
   (seconds per batch over fresh batches), the validation inferer of the config (sliding window for the 3D bundles)
   per validation case, parameters, and forward FLOPs of one sample (``FlopCounterMode``, as
-  ``benchmarks/cmunext_complexity.py`` counts them: convolutions and matrix products, 2 per multiply-accumulate).
+  ``benchmarks/complexity.py`` counts them: convolutions and matrix products, 2 per multiply-accumulate).
 
 Overhead = bundle seconds per iteration / plain seconds per iteration - 1, in wall-clock seconds and in the process's
 CPU seconds (``time.process_time``, all threads): on a shared machine the CPU seconds are the steadier figure, as
@@ -29,6 +30,17 @@ Usage (from the repository root)::
     python benchmarks/speed.py --bundles cmunext --iterations 20
     python benchmarks/speed.py --device cuda --amp on --channels_last --schedule paper   # on a GPU
 
+``step <method>`` times one method's own engine instead, at the paper's shapes, on random tensors already in memory
+(compute only: no loader, no checkpoints; the first iterations are warm-up), and prints the method's figures: the
+parameters of a DFCPS network, the DMGSA network's size and median, the hours of a 6000-iteration run (UG-MCL,
+ASE-Net)::
+
+    python benchmarks/speed.py step dfcps [--size 512] [--labeled 8 --unlabeled 8]   # 256x256, 8 + 8 images
+    python benchmarks/speed.py step dmgsa [--quick]                 # train.json network, batch 2 x 128 x 96 x 144
+    python benchmarks/speed.py step ugmcl [--patch 96 96 96]        # 112x112x80, batch 4 = 2 labeled + 2 unlabeled
+    python benchmarks/speed.py step asenet [--plain] [--patch 256 256 --batch 8 --labeled 4]   # DyBAC V-Net, 3D
+    python benchmarks/speed.py step ugmcl --iterations 5 --device cuda --amp   # on a GPU
+
 Writes ``<output>/speed.json`` and ``<output>/speed.md`` (default ``benchmarks/results``); ``--report_only`` remakes
 the table from ``speed.json``.
 """
@@ -38,17 +50,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import RESULTS, ROOT, bundles_with, config_files, display_command, load_average
-from timing import describe_machine
+from _common import (
+    RESULTS,
+    ROOT,
+    add_timing_arguments,
+    bundles_with,
+    config_files,
+    display_command,
+    load_average,
+    phantom_folder,
+    short_run_overrides,
+)
+from timing import IterationTimer, describe_machine
 
 VALIDATION_CASES = 3  # inference latency: median over this many validation cases
 LOADER_BATCHES = 5  # loader throughput: batches drawn from a fresh iterator
@@ -73,18 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # ------------------------------------------------------------------------------------------------ worker side
 def _overrides(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
-    work = args.work_dir
+    phantom = phantom_folder(args.output, bundle, args.schedule)
+    iterations = args.warmup + args.iterations  # one epoch
     return {
-        "bundle_root": str(ROOT / "bundles" / bundle),
-        "ckpt_dir": str(work / "models"),
-        "output_dir": str(work / "eval"),
-        "phantom_dir": str(args.output / "speed" / "data" / f"{bundle}_{args.schedule}"),
-        "resume": False,
-        "device": f"$torch.device('{args.device}')",
-        "amp": args.amp == "on",
-        "epochs": 1,
-        "max_iterations": args.warmup + args.iterations,  # bundles that count iterations derive epochs from it
-        "epoch_length": args.warmup + args.iterations,
+        **short_run_overrides(bundle, args.work_dir, phantom, args.device, args.amp == "on", 1, iterations),
         "val_interval": 10**6,  # validation is not a training iteration
         "num_workers": 0,
         **{key: _json_or_text(value) for key, value in (item.split("=", 1) for item in args.override)},
@@ -224,9 +240,9 @@ def _plain_method(trainer, batch: dict):
 
 
 def _flops(network, image) -> float | None:
-    """Forward GFLOPs of one sample, counted as benchmarks/cmunext_complexity.py counts them."""
+    """Forward GFLOPs of one sample, counted as benchmarks/complexity.py counts them."""
     import torch
-    from cmunext_complexity import flop_counter_mode
+    from complexity import flop_counter_mode
 
     was_training = network.training
     network.eval()
@@ -253,7 +269,7 @@ def worker_plain(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
     network = parser.get_parsed_content("network")
     if args.channels_last:
         _channels_last(network, _spatial_dims(batch))
-    hand_written = type(trainer) is SupervisedTrainer
+    hand_written = type(trainer)._iteration is SupervisedTrainer._iteration  # MONAI's supervised step, on any base
     step = _plain_supervised(trainer, batch, args) if hand_written else _plain_method(trainer, batch)
     times, cpu_times = [], []
     for i in range(args.warmup + args.iterations):
@@ -389,7 +405,320 @@ def markdown(results: list[dict[str, Any]], header: str) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------------ step subcommand
+STEP = "step"  # ``python benchmarks/speed.py step <method> ...``: one method step at the paper's shapes, in memory
+HOURS_OF = 6000  # the LA protocol's iterations: UG-MCL and ASE-Net also print the hours of a run at this speed
+HOURS_LINE = {
+    "ugmcl": f"{HOURS_OF} iterations (the LA protocol) at this speed",
+    "asenet": f"{HOURS_OF} iterations at this speed",
+}
+# a step builder's result: the trainer, lines printed before the run, and the line of figures from the timer after it
+StepParts = tuple[Any, list[str], Callable[[IterationTimer], str]]
+
+
+def parse_step_args(argv: list[str]) -> argparse.Namespace:
+    """Options of the ``step`` subcommand: a method, its shapes, and the timing options shared with the others.
+
+    Args:
+        argv: the arguments after ``step``.
+
+    Returns:
+        the options, ``method`` naming the subcommand's method.
+    """
+    parser = argparse.ArgumentParser(
+        prog="speed.py step",
+        description="Seconds per training iteration of one method's engine on random tensors already in memory "
+        "(compute only: no loader, no handlers but the schedules the step reads), at the paper's shapes.",
+    )
+    methods = parser.add_subparsers(dest="method", required=True, metavar="{dfcps,dmgsa,ugmcl,asenet}")
+    dfcps = methods.add_parser("dfcps", help="both DeepLabv3+ networks, weak + strong passes, two SGD steps")
+    dfcps.add_argument("--size", type=int, default=256, help="image side in pixels (the recipe: 512)")
+    dfcps.add_argument("--labeled", type=int, default=8, help="labeled images per iteration (the official run: 8)")
+    dfcps.add_argument("--unlabeled", type=int, default=8, help="unlabeled images per iteration (8)")
+    add_timing_arguments(dfcps, iterations=1)
+    dmgsa = methods.add_parser("dmgsa", help="the components of bundles/dmgsa/configs/train.json [+ quick.json]")
+    dmgsa.add_argument("--quick", action="store_true", help="layer configs/quick.json (the CPU-minute setting)")
+    dmgsa.add_argument("--mask_ratio", type=float, default=0.35, help="the mask ratio of the timed iterations")
+    add_timing_arguments(dmgsa, iterations=3)
+    for name, text, sizes in (
+        ("ugmcl", "student, noisy teacher and T Monte-Carlo teacher passes, SGD step, EMA update", "3 sizes"),
+        ("asenet", "segmenter, teacher and both discriminators, Adam and SGD steps, EMA update", "3 sizes or 2 (2D)"),
+    ):
+        method = methods.add_parser(name, help=text)
+        method.add_argument("--patch", type=int, nargs="+", default=[112, 112, 80], help=f"{sizes} (LA: 112 112 80)")
+        method.add_argument("--batch", type=int, default=4, help="cases per iteration (LA: 4)")
+        method.add_argument("--labeled", type=int, default=2, help="labeled cases per iteration (LA: 2)")
+        add_timing_arguments(method, iterations=2)
+    methods.choices["ugmcl"].add_argument("--passes", type=int, default=8, help="Monte-Carlo passes T (8)")
+    methods.choices["ugmcl"].add_argument("--features", type=int, default=16, help="V-Net base features (16)")
+    methods.choices["asenet"].add_argument("--plain", action="store_true", help="time the plain backbone instead")
+    args = parser.parse_args(argv)
+    if args.method == "ugmcl" and len(args.patch) != 3:
+        parser.error("ugmcl --patch takes 3 sizes")
+    if args.method == "asenet" and len(args.patch) not in (2, 3):
+        parser.error("asenet --patch takes 3 sizes (3D) or 2 (2D)")
+    return args
+
+
+def _semi_supervised_loader(
+    labeled: list[dict], unlabeled: list[dict], n_labeled: int, n_unlabeled: int, total: int, **kwargs
+):
+    """``LabeledUnlabeledLoader`` of ``total`` batches, ``n_labeled`` + ``n_unlabeled`` cases from the two lists."""
+    from monai.data import DataLoader, Dataset
+
+    from common.data import LabeledUnlabeledLoader
+
+    return LabeledUnlabeledLoader(
+        DataLoader(Dataset(labeled * n_labeled), batch_size=n_labeled, drop_last=True),
+        DataLoader(Dataset(unlabeled * n_unlabeled), batch_size=n_unlabeled, drop_last=True),
+        epoch_length=total,
+        **kwargs,
+    )
+
+
+def _random_mean_teacher_loader(args: argparse.Namespace, channels: int, distinct: int):
+    """Batches of ``args.batch`` cases of ``args.patch``, ``args.labeled`` of them labeled (sparse random labels).
+
+    The cases cycle through ``distinct`` random labeled and ``distinct`` random unlabeled ones (drawn in that order).
+    """
+    import torch
+
+    size = tuple(args.patch)
+    labeled = [
+        {"image": torch.randn(channels, *size), "label": (torch.rand(1, *size) > 0.9).float()} for _ in range(distinct)
+    ]
+    unlabeled = [{"image": torch.randn(channels, *size)} for _ in range(distinct)]
+    n_u = args.batch - args.labeled
+    return _semi_supervised_loader(labeled, unlabeled, args.labeled, n_u, args.warmup + args.iterations)
+
+
+def _parameters(network) -> int:
+    return sum(p.numel() for p in network.parameters())
+
+
+def step_dfcps(args: argparse.Namespace, device) -> StepParts:
+    """``DFCPSTrainer``: both DeepLabv3+ ResNet-50 networks' weak and strong passes, one backward, two SGD steps."""
+    import torch
+
+    from common.engines import DFCPSTrainer
+    from common.networks import DeepLabV3Plus
+
+    size = (args.size, args.size)
+
+    def case(labeled: bool) -> dict:
+        image = torch.randn(3, *size)
+        item = {"image": image, "image_strong": image + 0.1 * torch.randn(3, *size)}
+        if labeled:
+            item["label"] = (torch.rand(1, *size) > 0.8).float()
+        return item
+
+    total = args.warmup + args.iterations
+    loader = _semi_supervised_loader(
+        [case(True)], [case(False)], args.labeled, args.unlabeled, total, extra_keys="image_strong"
+    )
+    network_a, network_b = DeepLabV3Plus().to(device), DeepLabV3Plus().to(device)
+    trainer = DFCPSTrainer(
+        device=device,
+        max_epochs=1,
+        epoch_length=total,
+        train_data_loader=loader,
+        network=network_a,
+        optimizer=torch.optim.SGD(network_a.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-4),
+        network_b=network_b,
+        optimizer_b=torch.optim.SGD(network_b.parameters(), lr=0.02, momentum=0.9, weight_decay=1e-4),
+        amp=args.amp,
+    )
+    before = [
+        f"DeepLabv3+ (ResNet-50, output stride 16, ASPP 6/12/18, 2 classes): {_parameters(network_a):,} parameters "
+        "per network"
+    ]
+
+    def after(timer: IterationTimer) -> str:
+        return (
+            f"DFCPS iteration, {args.size}x{args.size}, {args.labeled} labeled + {args.unlabeled} unlabeled images, "
+            f"two networks x (weak + strong) passes: {timer.summary(args.warmup)} [{describe_machine(device)}]"
+        )
+
+    return trainer, before, after
+
+
+def step_dmgsa(args: argparse.Namespace, device) -> StepParts:
+    """``DMGSATrainer`` built from the bundle's own config: masking, MONR targets, network, discriminators' steps."""
+    import torch
+    from ignite.engine import Events
+    from monai.bundle import ConfigParser
+
+    from common.engines import DMGSATrainer
+
+    configs = ROOT / "bundles" / "dmgsa" / "configs"
+    config = ConfigParser()
+    config.read_config(config_files("dmgsa", ["train", "quick"] if args.quick else ["train"]))
+    config["bundle_root"] = str(configs.parent)
+    config["device"] = f"$torch.device('{device}')"
+    size, batch = tuple(config["patch_size"]), config["batch_size"]
+    label = torch.zeros(batch, 1, *size)
+    label[:, :, size[0] // 2 - 3 : size[0] // 2 + 3, size[1] // 2 - 3 : size[1] // 2 + 3, :] = 1.0  # a tube
+    data = [{"image": torch.rand(batch, 1, *size), "label": label}] * (args.warmup + args.iterations)
+    trainer = DMGSATrainer(
+        device=device,
+        max_epochs=1,
+        train_data_loader=data,
+        network=config.get_parsed_content("train_network"),
+        optimizer=config.get_parsed_content("optimizer"),
+        loss_function=config.get_parsed_content("loss"),
+        discriminators=config.get_parsed_content("discriminators"),
+        masking=config.get_parsed_content("masking"),
+        targets=config.get_parsed_content("monr"),
+        reconstruction_weight=config["reconstruction_weight"],
+        separation_weight=config["separation_weight"],
+        amp=args.amp,
+    )
+    trainer.state.mask_ratio = args.mask_ratio
+    trainer.add_event_handler(Events.ITERATION_STARTED, lambda e: setattr(e.state, "mask_ratio", args.mask_ratio))
+    parameters = _parameters(config.get_parsed_content("network_def"))
+    where = "train.json + quick.json" if args.quick else "train.json"
+
+    def after(timer: IterationTimer) -> str:
+        timed = timer.timed(args.warmup)
+        return (
+            f"DMGSA step ({where}; batch {batch} x {'x'.join(map(str, size))}; network {parameters / 1e6:.2f} M "
+            f"parameters; {device}, {torch.get_num_threads()} threads): median {statistics.median(timed):.2f} s "
+            f"per iteration over {len(timed)} ({', '.join(f'{t:.2f}' for t in timed)})"
+        )
+
+    return trainer, [], after
+
+
+def step_ugmcl(args: argparse.Namespace, device) -> StepParts:
+    """``UGMCLTrainer``: student pass, noisy teacher pass, T Monte-Carlo teacher passes, SGD step, EMA update."""
+    import torch
+
+    from common.engines import UGMCLTrainer
+    from common.handlers import EMATeacher, RampScheduler
+    from common.inferers import MCUncertaintyEstimator
+    from common.networks import DualTaskVNet
+
+    loader = _random_mean_teacher_loader(args, channels=1, distinct=2)
+    network = DualTaskVNet(features=args.features).to(device)
+    teacher = EMATeacher(network, alpha=0.99)
+    trainer = UGMCLTrainer(
+        device=device,
+        max_epochs=1,
+        train_data_loader=loader,
+        network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4),
+        teacher=teacher.ema_model,
+        uncertainty=MCUncertaintyEstimator(num_passes=args.passes, passes_per_batch=2 if args.passes % 2 == 0 else 1),
+        train_handlers=[
+            RampScheduler("consistency_weight", length=40, end_value=0.1, step_size=150),
+            RampScheduler("uncertainty_threshold", length=6000, start_value=0.75 * math.log(2), end_value=math.log(2)),
+            teacher,
+        ],
+        amp=args.amp,
+    )
+
+    def after(timer: IterationTimer) -> str:
+        return (
+            f"UG-MCL iteration, patch {'x'.join(map(str, args.patch))}, batch {args.batch} = {args.labeled} labeled + "
+            f"{args.batch - args.labeled} unlabeled, T = {args.passes}, V-Net features {args.features}: "
+            f"{timer.summary(args.warmup)} [{describe_machine(device)}]"
+        )
+
+    return trainer, [], after
+
+
+def step_asenet(args: argparse.Namespace, device) -> StepParts:
+    """``ASENetTrainer``: student and teacher passes, the losses, the Adam step, both discriminators, the EMA update."""
+    import torch
+    from monai.losses import DiceCELoss
+
+    from common.engines import ASENetTrainer, DiscriminatorSpec, d1_inputs, d2_inputs
+    from common.handlers import DyBACTemperature, EMATeacher, RampScheduler
+    from common.losses import TwoClassAdversarialLoss
+    from common.networks import ASENetDiscriminator, DyBACUNet, DyBACVNet
+
+    dims = len(args.patch)
+    channels = 1 if dims == 3 else 3
+    loader = _random_mean_teacher_loader(args, channels, distinct=1)
+    segmenter = DyBACVNet(use_dybac=not args.plain) if dims == 3 else DyBACUNet(use_dybac=not args.plain)
+    network = segmenter.to(device)
+    teacher = EMATeacher(network, alpha=0.99)
+    specs = []
+    for name, inputs in (("d1", d1_inputs), ("d2", d2_inputs)):
+        d = ASENetDiscriminator(dims, pred_channels=2, image_channels=channels).to(device)
+        specs.append(
+            DiscriminatorSpec(
+                name, d, torch.optim.SGD(d.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4), inputs,
+                weight=0.5, loss_function=TwoClassAdversarialLoss(), weight_key="consistency_weight",
+            )
+        )  # fmt: skip
+    trainer = ASENetTrainer(
+        device=device,
+        max_epochs=1,
+        train_data_loader=loader,
+        network=network,
+        optimizer=torch.optim.Adam(network.parameters(), lr=1e-3, betas=(0.9, 0.99)),
+        teacher=teacher.ema_model,
+        loss_function=DiceCELoss(to_onehot_y=True, softmax=True, lambda_ce=0.5, lambda_dice=0.5),
+        discriminators=specs,
+        train_handlers=[
+            RampScheduler("consistency_weight", length=40, end_value=1.0, step_size=150),
+            DyBACTemperature(
+                [network, teacher.ema_model, *(s.network for s in specs)], initial=34.0 if dims == 3 else 30.0
+            ),
+            teacher,
+        ],
+        amp=args.amp,
+    )
+
+    def after(timer: IterationTimer) -> str:
+        return (
+            f"ASE-Net iteration ({'plain' if args.plain else 'DyBAC'} segmenter), "
+            f"patch {'x'.join(map(str, args.patch))}, batch {args.batch} = {args.labeled} labeled + "
+            f"{args.batch - args.labeled} unlabeled: {timer.summary(args.warmup)} [{describe_machine(device)}]"
+        )
+
+    return trainer, [], after
+
+
+STEP_BUILDERS = {"dfcps": step_dfcps, "dmgsa": step_dmgsa, "ugmcl": step_ugmcl, "asenet": step_asenet}
+
+
+def step_main(argv: list[str]) -> int:
+    """``speed.py step <method>``: build the method's trainer, time its iterations, print the figures.
+
+    The trainer runs one epoch of ``warmup + iterations`` iterations under :class:`timing.IterationTimer` (CUDA
+    synchronised, each iteration printed as it ends); the figures of the method follow.
+
+    Args:
+        argv: the arguments after ``step``.
+
+    Returns:
+        0.
+    """
+    import torch
+
+    args = parse_step_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    trainer, before, after = STEP_BUILDERS[args.method](args, device)
+    timer = IterationTimer(device, digits=1 if args.method == "dfcps" else 2)
+    timer.attach(trainer)
+    for line in before:
+        print(line)
+    trainer.run()
+    print(after(timer))
+    if args.method in HOURS_LINE:
+        print(f"{HOURS_LINE[args.method]}: {HOURS_OF * statistics.mean(timer.timed(args.warmup)) / 3600:.1f} h")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    given = sys.argv[1:] if argv is None else list(argv)
+    if given[:1] == [STEP]:  # the step subcommand has its own options
+        return step_main(given[1:])
     args = parse_args(argv)
     if args.amp == "on" and not args.device.startswith("cuda"):
         raise SystemExit("--amp on needs a CUDA device (--device cuda)")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.handlers.figures import CaseFigureSaver
+from common.handlers.figures import CaseFigureSaver, pyplot, save_figure
 from common.metrics.airway import airway_metrics
 
 __all__ = ["AirwayFigureSaver", "draw_airway_projection"]
@@ -65,11 +65,9 @@ def draw_airway_projection(
     Returns:
         The case's IoU, DLR and DBR, and its numbers of branches and detected branches.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
+
+    plt = pyplot()
 
     truth, predicted = _binary(label), _binary(pred)
     if truth.ndim != 3:
@@ -121,11 +119,7 @@ def draw_airway_projection(
         panel.set_axis_off()
     scores = "  ".join(f"{k.upper()} {v:.3f}" for k, v in summary.items() if k in ("iou", "dlr", "dbr"))
     fig.suptitle(f"{title}  {scores}".strip())
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
     return summary
 
 

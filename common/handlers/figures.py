@@ -4,14 +4,39 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-__all__ = ["CaseFigureSaver", "OverlayFigureSaver", "draw_overlay"]
+__all__ = ["CaseFigureSaver", "OverlayFigureSaver", "draw_overlay", "pyplot", "save_figure"]
 
 logger = logging.getLogger(__name__)
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend: figures go to files, a training machine has no display."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int) -> Path:
+    """Lay out ``fig``, write it to ``path`` (its folders created) at ``dpi`` dots per inch, and close it.
+
+    Returns:
+        the path written.
+    """
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
 
 
 def _to_index(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -52,11 +77,7 @@ def draw_overlay(
     Returns:
         the path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     shown = _display_image(image)
     truth = None if label is None else _to_index(label)
     predicted = _to_index(pred)
@@ -86,12 +107,7 @@ def draw_overlay(
             ax.contour(pr > 0, levels=[0.5], colors="red", linewidths=1.2)
         ax.set_axis_off()
     fig.suptitle(f"{title}  (green: truth, red: prediction)" if title else "green: truth, red: prediction")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 class CaseFigureSaver:

@@ -11,7 +11,35 @@ from __future__ import annotations
 import torch
 from torch.nn.modules.loss import _Loss
 
-__all__ = ["MaskedMSELoss"]
+__all__ = ["MaskedMSELoss", "check_masked_pair"]
+
+
+def check_masked_pair(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    names: tuple[str, str] = ("input", "target"),
+    compared: str = "input",
+) -> None:
+    """Check the inputs of a masked voxel-wise loss: one shape for both maps, a mask of 1 or ``C`` channels.
+
+    Args:
+        input: ``(B, C, *spatial)`` map.
+        target: the map compared with it, the same shape.
+        mask: ``(B, 1, *spatial)`` or ``(B, C, *spatial)`` weights.
+        names: what the error messages call ``input`` and ``target`` (a loss's own argument names).
+        compared: what the mask error message calls the maps.
+
+    Raises:
+        ValueError: the shapes of ``input`` and ``target`` differ, or ``mask`` differs from them in batch, rank or
+            spatial size, or has neither 1 nor ``C`` channels.
+    """
+    if input.shape != target.shape:
+        raise ValueError(f"{names[0]} {tuple(input.shape)} and {names[1]} {tuple(target.shape)} differ in shape")
+    if mask.ndim != input.ndim or mask.shape[0] != input.shape[0] or mask.shape[2:] != input.shape[2:]:
+        raise ValueError(f"mask {tuple(mask.shape)} does not match the {compared} {tuple(input.shape)}")
+    if mask.shape[1] not in (1, input.shape[1]):
+        raise ValueError(f"mask must have 1 or {input.shape[1]} channels, got {mask.shape[1]}")
 
 
 class MaskedMSELoss(_Loss):
@@ -37,12 +65,7 @@ class MaskedMSELoss(_Loss):
             ValueError: the shapes of ``student`` and ``teacher`` differ, or ``mask`` does not broadcast to them with
                 one channel or ``C`` channels.
         """
-        if student.shape != teacher.shape:
-            raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} differ in shape")
-        if mask.ndim != student.ndim or mask.shape[0] != student.shape[0] or mask.shape[2:] != student.shape[2:]:
-            raise ValueError(f"mask {tuple(mask.shape)} does not match the predictions {tuple(student.shape)}")
-        if mask.shape[1] not in (1, student.shape[1]):
-            raise ValueError(f"mask must have 1 or {student.shape[1]} channels, got {mask.shape[1]}")
+        check_masked_pair(student, teacher, mask, names=("student", "teacher"), compared="predictions")
         mask = mask.to(student.dtype)
         squared = (student - teacher.detach()) ** 2
         channels = student.shape[1] if mask.shape[1] == 1 else 1

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.loss import _Loss
 
+from .consistency import check_masked_pair
+
 __all__ = ["MaskedSmoothL1Loss"]
 
 
@@ -37,12 +39,7 @@ class MaskedSmoothL1Loss(_Loss):
         Raises:
             ValueError: ``input`` and ``target`` differ in shape, or ``mask`` does not match them.
         """
-        if input.shape != target.shape:
-            raise ValueError(f"input {tuple(input.shape)} and target {tuple(target.shape)} differ in shape")
-        if mask.ndim != input.ndim or mask.shape[0] != input.shape[0] or mask.shape[2:] != input.shape[2:]:
-            raise ValueError(f"mask {tuple(mask.shape)} does not match the input {tuple(input.shape)}")
-        if mask.shape[1] not in (1, input.shape[1]):
-            raise ValueError(f"mask must have 1 or {input.shape[1]} channels, got {mask.shape[1]}")
+        check_masked_pair(input, target, mask)
         elementwise = F.smooth_l1_loss(input.float(), target.detach().float(), reduction="none", beta=self.beta)
         mask = mask.to(elementwise.dtype)
         channels = input.shape[1] if mask.shape[1] == 1 else 1

@@ -33,7 +33,9 @@ def _tracked_text_files() -> list[Path]:
         names = out.splitlines()
     except (OSError, subprocess.CalledProcessError):  # an exported copy without git: every file
         names = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.is_file() and ".git" not in p.parts]
-    return [ROOT / n for n in names if n.endswith((".md", ".json", ".txt", ".conf", ".py", ".toml", ".sh", ".cfg"))]
+    suffixes = (".md", ".json", ".txt", ".conf", ".py", ".toml", ".sh", ".cfg")
+    # a tracked file deleted in the working tree (not yet committed) has no text to check
+    return [ROOT / n for n in names if n.endswith(suffixes) and (ROOT / n).is_file()]
 
 
 def _report_lines(path: Path) -> list[tuple[int, str]]:

@@ -5,12 +5,12 @@ through the training pipeline."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.engines import SupervisedTrainer
 from monai.transforms import Compose, Zoom
@@ -19,19 +19,12 @@ from torch import nn
 from common.data.io import write_jpeg
 from common.engines import DFCPSTrainer
 from common.networks import DeepLabV3Plus, ProbabilityEnsemble
-from tests.bundles.lookup import handler_id
+from tests.bundles.lookup import handler_id, parse_configs
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "dfcps"
 
 
-def parse(*names: str, root: Path = BUNDLE, **overrides) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config([str(BUNDLE / "configs" / f"{name}.json") for name in names])
-    parser["bundle_root"] = str(root)
-    parser["device"] = "$torch.device('cpu')"
-    for key, value in overrides.items():
-        parser[key] = value
-    return parser
+parse = functools.partial(parse_configs, BUNDLE)  # parse("train", "quick", root=..., key=value)
 
 
 def test_official_recipe_defaults() -> None:
@@ -101,7 +94,7 @@ def test_supervised_baseline_is_one_network_on_the_labeled_images() -> None:
     network = parser.get_parsed_content("network_def")
     assert isinstance(network, ProbabilityEnsemble) and len(network.networks) == 1
     assert parser.get_parsed_content("strong_views") is False
-    assert parser["train#trainer#_target_"] == "SupervisedTrainer"
+    assert parser["train#trainer#_target_"] == "common.engines.SupervisedMethodTrainer"
     assert parser["train#dataloader"].replace("::", "#") == "@train#labeled_dataloader"  # no unlabeled stream
     loader = parser.get_parsed_content(handler_id(parser, "common.handlers.ResumeCheckpointLoader"))
     assert set(loader.load_dict) == {"network", "optimizer_a", "lr_scheduler_a", "best_model_saver"}

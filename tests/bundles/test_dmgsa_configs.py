@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
-from monai.bundle import ConfigParser
 
 from common.handlers import DynamicMaskRatio
-from tests.bundles.lookup import handler_id
+from tests.bundles.lookup import handler_id, parse_configs
 
 CONFIGS = Path(__file__).resolve().parents[2] / "bundles" / "dmgsa" / "configs"
-
-
-def parse(*names: str) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config([str(CONFIGS / f"{name}.json") for name in names])
-    parser["bundle_root"] = str(CONFIGS.parent)
-    parser["device"] = "$torch.device('cpu')"
-    return parser
+parse = functools.partial(parse_configs, CONFIGS.parent)  # parse("train", "quick", ...)
 
 
 def test_paper_defaults() -> None:

@@ -282,3 +282,25 @@ def test_busi_writes_one_mask_per_lesion(tmp_path: Path) -> None:
         "benign_4",
         "malignant_2",
     ]
+
+
+def test_archive_root_takes_the_folder_or_its_unpacked_archive(tmp_path) -> None:
+    from common.data.layouts.base import archive_root
+
+    (tmp_path / "here" / "images").mkdir(parents=True)
+    (tmp_path / "above" / "Kvasir-SEG" / "masks").mkdir(parents=True)
+    assert archive_root(tmp_path / "here", "Kvasir-SEG", ("images", "masks"), "x") == tmp_path / "here"
+    # any marker counts, and the data set's own folder is found inside the archive's
+    assert archive_root(tmp_path / "above", "Kvasir-SEG", ("images", "masks"), "x") == tmp_path / "above" / "Kvasir-SEG"
+    (tmp_path / "both" / "images").mkdir(parents=True)
+    (tmp_path / "both" / "Kvasir-SEG" / "images").mkdir(parents=True)
+    assert archive_root(tmp_path / "both", "Kvasir-SEG", ("images",), "x") == tmp_path / "both"  # the folder first
+    (tmp_path / "empty").mkdir()
+    message = (
+        rf"^{tmp_path / 'empty' / 'images'} is missing \(and so is {tmp_path / 'empty' / 'Kvasir-SEG' / 'images'}\): "
+        rf"expected it, in {tmp_path / 'empty'} or in its Kvasir-SEG/ subfolder$"
+    )
+    with pytest.raises(FileNotFoundError, match=message):
+        archive_root(tmp_path / "empty", "Kvasir-SEG", ("images", "masks"), "expected it")
+    with pytest.raises(FileNotFoundError, match=rf"^{tmp_path / 'none'} does not exist: expected it$"):
+        archive_root(tmp_path / "none", "Kvasir-SEG", ("images",), "expected it")

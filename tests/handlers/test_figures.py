@@ -18,6 +18,7 @@ from monai.data import MetaTensor
 from PIL import Image
 
 from common.handlers import CaseFigureSaver, OverlayFigureSaver, draw_overlay
+from common.handlers.figures import pyplot, save_figure
 
 # PIL order (MONAI's PILReader): arrays are (W, H); a 30 pixel wide, 20 pixel high image
 WIDTH, HEIGHT = 30, 20
@@ -236,3 +237,14 @@ def test_case_figure_saver_base_names_cases_and_delegates_drawing(tmp_path: Path
     assert [p.name for p in saver.written] == ["rec_from_pred.png", "rec_from_image.png"]
     with pytest.raises(NotImplementedError):
         CaseFigureSaver(str(tmp_path)).draw({}, tmp_path / "x.png", "x")
+
+
+def test_save_figure_creates_folders_writes_the_dpi_and_closes(tmp_path) -> None:
+    assert pyplot() is plt and plt.get_backend().lower() == "agg"
+    fig = plt.figure(figsize=(2, 1))
+    path = save_figure(fig, tmp_path / "a" / "b" / "f.png", dpi=50)
+    assert path == tmp_path / "a" / "b" / "f.png" and path.is_file()
+    assert not plt.fignum_exists(fig.number)  # closed: a long evaluation does not pile up open figures
+    with open(path, "rb") as png:
+        header = png.read(24)
+    assert (int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")) == (100, 50)  # 2x1 in at 50

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from common.losses import MaskedMSELoss
+from common.losses.consistency import check_masked_pair
 
 
 def test_masked_mse_by_hand() -> None:
@@ -44,3 +45,18 @@ def test_bad_shapes() -> None:
         MaskedMSELoss()(torch.zeros(1, 3, 3), torch.zeros(1, 3, 3), torch.ones(1, 2, 3))
     with pytest.raises(ValueError, match="eps"):
         MaskedMSELoss(eps=0)
+
+
+def test_masked_pair_check_names_the_loss_arguments() -> None:
+    maps, mask = torch.zeros(2, 3, 4, 5), torch.ones(2, 1, 4, 5)
+    check_masked_pair(maps, maps, mask)  # a one-channel mask broadcasts
+    check_masked_pair(maps, maps, torch.ones(2, 3, 4, 5))  # or one weight per channel
+    message = r"student \(2, 3, 4, 5\) and teacher \(2, 3, 4, 4\) differ in shape"
+    with pytest.raises(ValueError, match=message):
+        check_masked_pair(maps, maps[..., :4], mask, names=("student", "teacher"))
+    with pytest.raises(ValueError, match=r"mask \(1, 1, 4, 5\) does not match the predictions \(2, 3, 4, 5\)"):
+        check_masked_pair(maps, maps, mask[:1], compared="predictions")  # another batch size
+    with pytest.raises(ValueError, match="does not match the input"):
+        check_masked_pair(maps, maps, torch.ones(2, 1, 4, 5, 1))  # another rank
+    with pytest.raises(ValueError, match="mask must have 1 or 3 channels, got 2"):
+        check_masked_pair(maps, maps, torch.ones(2, 2, 4, 5))

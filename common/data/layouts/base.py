@@ -4,12 +4,40 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["Layout", "list_files", "check_phantom_case", "check_phantom_volume"]
+__all__ = ["Layout", "archive_root", "list_files", "check_phantom_case", "check_phantom_volume"]
+
+
+def archive_root(dataset_dir: str | os.PathLike, archive_folder: str, markers: Sequence[str], expected: str) -> Path:
+    """The folder of a data set given as itself or as the folder its archive was unpacked into.
+
+    Args:
+        dataset_dir: the user's folder.
+        archive_folder: the top folder of the published archive (e.g. ``"Kvasir-SEG"``), looked for inside it.
+        markers: subfolders of which one at least marks the data set's own folder; the first is named in the error.
+        expected: the layout's description, ending the error messages.
+
+    Returns:
+        ``dataset_dir`` when it holds one of ``markers``, else ``dataset_dir / archive_folder`` when that does.
+
+    Raises:
+        FileNotFoundError: ``dataset_dir`` does not exist, or neither folder holds any of ``markers``.
+    """
+    folder = Path(dataset_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} does not exist: {expected}")
+    for candidate in (folder, folder / archive_folder):
+        if any((candidate / marker).is_dir() for marker in markers):
+            return candidate
+    raise FileNotFoundError(
+        f"{folder / markers[0]} is missing (and so is {folder / archive_folder / markers[0]}): {expected}, "
+        f"in {folder} or in its {archive_folder}/ subfolder"
+    )
 
 
 def list_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from common.data.io import write_png
-from common.data.layouts.base import Layout, check_phantom_case, list_files
+from common.data.layouts.base import Layout, archive_root, check_phantom_case, list_files
 
 __all__ = ["BUSILayout"]
 
@@ -64,17 +64,8 @@ class BUSILayout(Layout):
         return _LESION_CLASSES + ((_NORMAL_CLASS,) if self.include_normal else ())
 
     def _root(self, dataset_dir: str | os.PathLike) -> Path:
-        folder = Path(dataset_dir)
-        expected = f"expected the BUSI layout {self.description}"
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} does not exist: {expected}")
-        for candidate in (folder, folder / self.archive_folder):
-            if any((candidate / category).is_dir() for category in (*_LESION_CLASSES, _NORMAL_CLASS)):
-                return candidate
-        raise FileNotFoundError(
-            f"{folder / 'benign'} is missing (and so is {folder / self.archive_folder / 'benign'}): {expected}, "
-            f"in {folder} or in its {self.archive_folder}/ subfolder"
-        )
+        markers = (*_LESION_CLASSES, _NORMAL_CLASS)  # "benign" first: the error names it
+        return archive_root(dataset_dir, self.archive_folder, markers, f"expected the BUSI layout {self.description}")
 
     def _read_category(self, root: Path, category: str) -> list[dict[str, Any]]:
         folder = root / category

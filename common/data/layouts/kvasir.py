@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from common.data.io import write_jpeg
-from common.data.layouts.base import Layout, check_phantom_case, list_files
+from common.data.layouts.base import Layout, archive_root, check_phantom_case, list_files
 
 __all__ = ["KvasirSegLayout"]
 
@@ -37,20 +37,12 @@ class KvasirSegLayout(Layout):
     archive_folder: ClassVar[str] = "Kvasir-SEG"
 
     def _root(self, dataset_dir: str | os.PathLike) -> Path:
-        folder = Path(dataset_dir)
         expected = f"expected the Kvasir-SEG layout {self.description}"
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{folder} does not exist: {expected}")
-        for candidate in (folder, folder / self.archive_folder):
-            if (candidate / "images").is_dir() or (candidate / "masks").is_dir():
-                for sub in ("images", "masks"):
-                    if not (candidate / sub).is_dir():
-                        raise FileNotFoundError(f"{candidate / sub} is missing: {expected}")
-                return candidate
-        raise FileNotFoundError(
-            f"{folder / 'images'} is missing (and so is {folder / self.archive_folder / 'images'}): {expected}, "
-            f"in {folder} or in its {self.archive_folder}/ subfolder"
-        )
+        root = archive_root(dataset_dir, self.archive_folder, ("images", "masks"), expected)
+        for sub in ("images", "masks"):  # the folder that holds one must hold both
+            if not (root / sub).is_dir():
+                raise FileNotFoundError(f"{root / sub} is missing: {expected}")
+        return root
 
     def find_cases(self, dataset_dir: str | os.PathLike) -> list[dict[str, Any]]:
         """List the cases of a Kvasir-SEG folder.

@@ -1,8 +1,14 @@
-"""Parameters, FLOPs/MACs and CPU latency of CMUNeXt, CMUNeXt-S and CMUNeXt-L, beside the paper's figures.
+"""Parameters and FLOPs of the networks: CMUNeXt's variants beside the paper's figures, ASE-Net with and without DyBAC.
 
 Usage (from the repository root)::
 
-    python benchmarks/cmunext_complexity.py [--size 256] [--variant cmunext cmunext_s] [--threads 2] [--json out.json]
+    python benchmarks/complexity.py [--size 256] [--variant cmunext cmunext_s] [--threads 2] [--json out.json]
+    python benchmarks/complexity.py --model asenet
+
+``--model cmunext`` (the default) reports CMUNeXt, CMUNeXt-S and CMUNeXt-L: parameters, three operation counts and
+the CPU latency of a forward pass. ``--model asenet`` reports what DyBAC does to the two ASE-Net segmenters
+(``DyBACVNet`` at the 3D patch 112x112x80, ``DyBACUNet`` at 256x256) and the discriminators: parameters and
+``FlopCounterMode`` FLOPs of one forward pass, batch 1 (halve them for the "MACs" many papers call FLOPs).
 
 Three operation counts are reported for a (1, in_channels, size, size) input:
 
@@ -41,6 +47,9 @@ PAPER_FIGURES: dict[str, dict[str, float | None]] = {
     "cmunext_s": {"params_m": None, "gflops": None},
     "cmunext_l": {"params_m": None, "gflops": None},
 }
+# ASE-Net's shapes: the LA patch (3D, 1 channel) and the ISIC crop (2D, RGB), batch 1; 2 classes predicted
+ASENET_SHAPES = {3: (1, 1, 112, 112, 80), 2: (1, 3, 256, 256)}
+ASENET_CLASSES = 2
 IN_CHANNELS = 3
 OUT_CHANNELS = 1
 BATCH_SIZE = 1
@@ -50,20 +59,29 @@ THOP_NORM_AFFINE_OPS = 4
 THOP_BILINEAR_OPS = 11
 
 
-def _cmunext_class() -> type[nn.Module]:
+def _importable_root() -> None:
     # plain script: make the repository root importable without installing the project
     root = str(Path(__file__).resolve().parents[1])
     if root not in sys.path:
         sys.path.insert(0, root)
+
+
+def _cmunext_class() -> type[nn.Module]:
+    _importable_root()
     from common.networks import CMUNeXt
 
     return CMUNeXt
 
 
-def flop_counter_mode(net: nn.Module, x: torch.Tensor) -> tuple[int, dict[str, int]]:
-    """FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode`` and the operators it counted."""
+def flop_counter_mode(net: nn.Module, *inputs: torch.Tensor) -> tuple[int, dict[str, int]]:
+    """FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode`` and the operators it counted.
+
+    Args:
+        net: the network, called as ``net(*inputs)`` under ``torch.no_grad``.
+        inputs: its forward arguments (an image; a discriminator takes a prediction and an image).
+    """
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(x)
+        net(*inputs)
     per_op = {str(op): int(n) for op, n in counter.get_flop_counts()["Global"].items()}
     return int(counter.get_total_flops()), per_op
 
@@ -114,7 +132,7 @@ def measure(variant: str, size: int, runs: int, warmup: int) -> dict[str, Any]:
     torch.manual_seed(0)
     net = _cmunext_class()(in_channels=IN_CHANNELS, out_channels=OUT_CHANNELS, variant=variant).eval()
     x = torch.rand(BATCH_SIZE, IN_CHANNELS, size, size)
-    params = sum(p.numel() for p in net.parameters())
+    params = _parameters(net)
     flops, per_op = flop_counter_mode(net, x)
     thop = thop_style_macs(net, x)
     times = cpu_latency_ms(net, x, runs, warmup)
@@ -217,8 +235,48 @@ def report(results: list[dict[str, Any]], size: int, threads: int, runs: int) ->
     return "\n".join(lines)
 
 
+def _parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def asenet_rows() -> list[dict[str, Any]]:
+    """Parameters and forward FLOPs (``FlopCounterMode``, eval mode, batch 1) of ASE-Net's networks.
+
+    Returns:
+        one row per network: ``name``, ``input`` (the spatial shape), ``params`` and ``flops``; the segmenters with
+        and without DyBAC, then the 3D and the 2D discriminator (D1 and D2 share the architecture).
+    """
+    _importable_root()
+    from common.networks import ASENetDiscriminator, DyBACUNet, DyBACVNet
+
+    rows = []
+    for name, net, shape in (
+        ("3D V-Net + DyBAC", DyBACVNet(), ASENET_SHAPES[3]),
+        ("3D V-Net plain", DyBACVNet(use_dybac=False), ASENET_SHAPES[3]),
+        ("2D U-Net + DyBAC", DyBACUNet(), ASENET_SHAPES[2]),
+        ("2D U-Net plain", DyBACUNet(use_dybac=False), ASENET_SHAPES[2]),
+    ):
+        flops, _ = flop_counter_mode(net.eval(), torch.randn(shape))
+        rows.append({"name": name, "input": shape[2:], "params": _parameters(net), "flops": flops})
+    for dims, shape in ((3, ASENET_SHAPES[3]), (2, ASENET_SHAPES[2])):
+        d = ASENetDiscriminator(dims, pred_channels=ASENET_CLASSES, image_channels=shape[1]).eval()
+        flops, _ = flop_counter_mode(d, torch.rand(1, ASENET_CLASSES, *shape[2:]), torch.randn(shape))
+        rows.append({"name": f"discriminator {dims}D", "input": shape[2:], "params": _parameters(d), "flops": flops})
+    return rows
+
+
+def asenet_report(rows: list[dict[str, Any]]) -> str:
+    """The table of ``--model asenet``: network, input, parameters (M), GFLOPs."""
+    lines = [f"{'network':<22}{'input':>18}{'params (M)':>12}{'GFLOPs':>10}"]
+    for r in rows:
+        size = "x".join(map(str, r["input"]))
+        lines.append(f"{r['name']:<22}{size:>18}{r['params'] / 1e6:>12.3f}{r['flops'] / 1e9:>10.2f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=("cmunext", "asenet"), default="cmunext", help="the networks to report")
     parser.add_argument("--size", type=int, default=256, help="input height and width (divisible by 16)")
     parser.add_argument(
         "--variant", nargs="+", choices=sorted(VARIANT_LABELS), default=list(VARIANT_LABELS), help="variants to run"
@@ -234,6 +292,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threads and --runs must be >= 1 and --warmup >= 0")
 
     torch.set_num_threads(args.threads)
+    if args.model == "asenet":
+        rows = asenet_rows()
+        print(asenet_report(rows))
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"torch": torch.__version__, "results": rows}, indent=2) + "\n")
+            print(f"\nwrote {args.json}")
+        return 0
     results = [measure(v, args.size, args.runs, args.warmup) for v in args.variant]
     print(report(results, args.size, args.threads, args.runs))
     if args.json is not None:

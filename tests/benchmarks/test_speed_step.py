@@ -1,0 +1,119 @@
+"""Tests of ``benchmarks/speed.py step``: each method's engine timed on in-memory tensors, its figures printed.
+
+The runs (marked integration: benchmark runs) use tiny shapes; what is checked is that the printed figures mean what
+they say: the shapes and counts the options asked for, a parameter count equal to the network's own, the hours of a
+6000-iteration run derived from the mean printed beside it, and the DMGSA median taken over the timed iterations only.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import speed  # noqa: E402
+
+
+def _iteration_times(out: str) -> list[float]:
+    return [float(t) for t in re.findall(r"^iteration \d+/\d+: ([\d.]+) s$", out, flags=re.M)]
+
+
+def test_step_options_per_method_and_shared_timing_options() -> None:
+    args = speed.parse_step_args(["ugmcl"])
+    assert (args.patch, args.batch, args.labeled, args.passes, args.features) == ([112, 112, 80], 4, 2, 8, 16)
+    assert (args.iterations, args.warmup, args.device, args.threads, args.amp) == (2, 1, "cpu", None, False)
+    args = speed.parse_step_args(["dfcps", "--amp", "--threads", "1"])
+    assert (args.size, args.labeled, args.unlabeled, args.iterations, args.amp, args.threads) == (256, 8, 8, 1, True, 1)
+    assert speed.parse_step_args(["dmgsa"]).iterations == 3
+    assert speed.parse_step_args(["asenet", "--patch", "256", "256"]).patch == [256, 256]
+    with pytest.raises(SystemExit):
+        speed.parse_step_args(["ugmcl", "--patch", "32", "32"])  # UG-MCL's V-Net is 3D
+    with pytest.raises(SystemExit):
+        speed.parse_step_args(["vnet"])
+
+
+@pytest.mark.integration
+def test_ugmcl_step_figures(capsys) -> None:
+    argv = ["step", "ugmcl", "--patch", "16", "16", "16", "--features", "2", "--passes", "2", "--batch", "3"]
+    assert speed.main([*argv, "--labeled", "1", "--iterations", "2", "--warmup", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    times = _iteration_times(out)
+    assert len(times) == 3
+    line = next(x for x in out.splitlines() if x.startswith("UG-MCL iteration"))
+    assert "patch 16x16x16, batch 3 = 1 labeled + 2 unlabeled, T = 2, V-Net features 2:" in line
+    assert "mean of 2 after 1 warm-up" in line and "CPU, 1 torch threads" in line
+    mean = float(re.search(r": ([\d.]+) s per iteration", line).group(1))
+    assert mean == pytest.approx(statistics.mean(times[1:]), abs=0.006)  # the warm-up is left out
+    hours = float(re.search(r"6000 iterations \(the LA protocol\) at this speed: ([\d.]+) h", out).group(1))
+    assert hours == pytest.approx(6000 * mean / 3600, abs=0.05 + 6000 * 0.005 / 3600)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("patch", "plain"), [(["32", "32", "16"], False), (["32", "32"], True)])
+def test_asenet_step_figures(capsys, patch: list[str], plain: bool) -> None:
+    argv = ["step", "asenet", "--patch", *patch, "--batch", "2", "--labeled", "1", "--iterations", "1"]
+    assert speed.main(argv + ["--threads", "1"] + (["--plain"] if plain else [])) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("ASE-Net iteration"))
+    kind = "plain" if plain else "DyBAC"
+    assert f"({kind} segmenter), patch {'x'.join(patch)}, batch 2 = 1 labeled + 1 unlabeled:" in line
+    mean = float(re.search(r": ([\d.]+) s per iteration", line).group(1))
+    assert mean == pytest.approx(_iteration_times(out)[-1], abs=0.006)
+    hours = float(re.search(r"6000 iterations at this speed: ([\d.]+) h", out).group(1))
+    assert hours == pytest.approx(6000 * mean / 3600, abs=0.05 + 6000 * 0.005 / 3600)
+
+
+@pytest.mark.integration
+def test_dfcps_step_prints_the_parameters_of_one_network(capsys) -> None:
+    from common.networks import DeepLabV3Plus
+
+    argv = ["step", "dfcps", "--size", "32", "--labeled", "1", "--unlabeled", "1", "--iterations", "1"]
+    assert speed.main(argv + ["--warmup", "0", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    count = sum(p.numel() for p in DeepLabV3Plus().parameters())
+    assert f"2 classes): {count:,} parameters per network" in out
+    assert "DFCPS iteration, 32x32, 1 labeled + 1 unlabeled images, two networks x (weak + strong) passes:" in out
+    assert "mean of 1 after 0 warm-up" in out and len(_iteration_times(out)) == 1
+
+
+@pytest.mark.integration
+def test_dmgsa_step_uses_the_bundle_configs_and_reports_the_median(capsys) -> None:
+    from monai.bundle import ConfigParser
+
+    assert speed.main(["step", "dmgsa", "--quick", "--iterations", "3", "--warmup", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    configs = ROOT / "bundles" / "dmgsa" / "configs"
+    config = ConfigParser()
+    config.read_config([str(configs / "train.json"), str(configs / "quick.json")])
+    size, batch = config["patch_size"], config["batch_size"]
+    millions = sum(p.numel() for p in config.get_parsed_content("network_def").parameters()) / 1e6
+    line = next(x for x in out.splitlines() if x.startswith("DMGSA step"))
+    assert f"(train.json + quick.json; batch {batch} x {'x'.join(map(str, size))}; network {millions:.2f} M" in line
+    listed = [float(t) for t in re.search(r"over 3 \(([^)]*)\)", line).group(1).split(", ")]
+    assert listed == pytest.approx(_iteration_times(out)[1:], abs=0.006)  # the warm-up is not among them
+    assert f"median {statistics.median(listed):.2f} s per iteration" in line
+
+
+def test_bundle_and_plain_workers_run_one_epoch_from_scratch_in_their_own_folder(tmp_path) -> None:
+    args = speed.parse_args(["--iterations", "4", "--warmup", "2", "--output", str(tmp_path / "out")])
+    args.work_dir = tmp_path / "work"
+    overrides = speed._overrides(args, "ugmcl")
+    assert overrides == {
+        "bundle_root": str(ROOT / "bundles" / "ugmcl"),
+        "ckpt_dir": str(tmp_path / "work" / "models"),
+        "output_dir": str(tmp_path / "work" / "eval"),
+        "phantom_dir": str(tmp_path / "out" / "speed" / "data" / "ugmcl_quick"),
+        "resume": False,
+        "device": "$torch.device('cpu')",
+        "amp": False,
+        "epochs": 1,
+        "max_iterations": 6,  # warm-up + timed, in the bundles that count iterations
+        "epoch_length": 6,
+        "val_interval": 10**6,
+        "num_workers": 0,
+    }
