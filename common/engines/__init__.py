@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .adversarial import DiscriminatorSpec, MultiDiscriminatorTrainer
 from .asenet import ASENetTrainer, d1_inputs, d2_inputs
-from .base import MethodTrainer, schedule_value
+from .base import MethodTrainer, SupervisedMethodTrainer, schedule_value
 from .dfcps import DFCPSTrainer
 from .dmgsa import DMGSATrainer
 from .semi_supervised import SemiSupervisedBatch, split_semi_supervised_batch
@@ -18,6 +18,7 @@ __all__ = [
     "MethodTrainer",
     "MultiDiscriminatorTrainer",
     "SemiSupervisedBatch",
+    "SupervisedMethodTrainer",
     "UGMCLTrainer",
     "d1_inputs",
     "d2_inputs",

@@ -15,10 +15,17 @@ base gives that step every shared piece, so that it reads as the paper's loss:
   :meth:`MethodTrainer.own_scaler_names` (each discriminator's), in ``d_scalers``; both are attributes of the
   engine, which :class:`common.handlers.GradScalerStates` saves in checkpoints (``"scaler"``, ``"d_scalers.<name>"``);
 - the data loader's ``set_epoch`` is called at every epoch start, so ``DistributedSampler`` shuffles differ per epoch;
-- ``teacher``: the mean teacher (e.g. ``common.handlers.EMATeacher(...).ema_model``) for methods that have one.
+- ``teacher``: the mean teacher for methods that have one (in a config: ``common.handlers.teacher_copy(@network)`` at
+  an id of its own, updated by the inline :class:`common.handlers.EMATeacher` handler).
 
-Outputs use MONAI's keys (``image``, ``label``, ``pred``, ``loss``) plus the loss terms, so stock handlers
-(``StatsHandler``, ``CheckpointSaver``, ``ValidationHandler``, TensorBoard, MLflow) work unchanged.
+Outputs use MONAI's keys (``image``, ``label``, ``pred``, ``loss``) plus the loss terms, in the form MONAI's
+stock handlers read from ``SupervisedTrainer``: a list of dicts, ``loss`` in the first, so
+``monai.handlers.from_engine(["loss"], first=True)`` (the transform of MONAI's bundle configs and of its default
+``--tracking mlflow`` settings) is the loss. MONAI gets that list by decollating every batch into one dict per image
+(``decollate=True``), which no handler of the training configs needs and which cost CMUNeXt's quick step more CPU
+time than the step itself (+145 %); with ``decollate=False`` (the default here) the whole batch's output stays one
+dict, handed on as a one-item list ``[output]`` (see :meth:`MethodTrainer.iteration_output`).
+:class:`SupervisedMethodTrainer` is MONAI's supervised step on this base (the supervised baselines and CMUNeXt).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from torch.optim import Optimizer
 
 from common.engines.semi_supervised import SemiSupervisedBatch, split_semi_supervised_batch
 
-__all__ = ["MethodTrainer", "schedule_value"]
+__all__ = ["MethodTrainer", "SupervisedMethodTrainer", "schedule_value"]
 
 
 def schedule_value(state: Any, name: str, handler: str | None = None, owner: str | None = None, hint: str = "") -> Any:
@@ -77,8 +84,11 @@ class MethodTrainer(SupervisedTrainer):
         image_key: batch key of the images (:meth:`split_batch`).
         label_key: batch key of the labels (:meth:`split_batch`).
         epoch_length: iterations per epoch (default: ``len(train_data_loader)``).
-        decollate: decollate the outputs (default False: the labeled part of a semi-supervised batch is smaller than
-            the batch; :class:`common.engines.MultiDiscriminatorTrainer` keeps MONAI's True).
+        decollate: True: MONAI's decollation of the batch and the output into one dict per image (for a
+            ``postprocessing`` of ``monai.transforms`` or per-image training metrics); False (default): the output
+            stays one dict for the whole batch, as the one item of a list (:meth:`iteration_output`), and the batch
+            stays as loaded (the labeled part of a semi-supervised batch is smaller than the batch, so it cannot be
+            split per image anyway).
         kwargs: other arguments of ``monai.engines.SupervisedTrainer`` (``train_handlers``, ``amp``, ``inferer``, ...).
     """
 
@@ -97,6 +107,7 @@ class MethodTrainer(SupervisedTrainer):
         decollate: bool = False,
         **kwargs: Any,
     ) -> None:
+        self.decollate_per_image = bool(decollate)
         super().__init__(
             device=device,
             max_epochs=max_epochs,
@@ -105,7 +116,7 @@ class MethodTrainer(SupervisedTrainer):
             optimizer=optimizer,
             loss_function=loss_function,
             epoch_length=epoch_length,
-            decollate=decollate,
+            decollate=True,  # always calls _register_decollate, which picks per-image or one-item (below)
             **kwargs,
         )
         self.teacher = teacher
@@ -114,6 +125,35 @@ class MethodTrainer(SupervisedTrainer):
         self.d_scalers: dict[str, torch.amp.GradScaler] = {}
         if hasattr(train_data_loader, "set_epoch"):
             self.add_event_handler(Events.EPOCH_STARTED, lambda engine: train_data_loader.set_epoch(engine.state.epoch))
+
+    @staticmethod
+    def iteration_output(output: Any) -> Any:
+        """The output handlers get without per-image decollation: a dict becomes the one item of a list.
+
+        MONAI's stock handlers read a trainer's output as a decollated list, the batch's loss in every item
+        (``from_engine(["loss"], first=True)`` is ``output[0]["loss"]``; on a bare dict it returns a 1-tuple, which
+        ``MLFlowHandler`` cannot log and ``StatsHandler`` skips). The one item holds the whole batch: ``pred`` and
+        ``label`` stay batch-first tensors (``output[0]["pred"]`` is ``(B, C, *spatial)``). As MONAI's decollation,
+        it detaches the tensors (MONAI's supervised step leaves ``loss`` and ``pred`` on the spent graph, which would
+        stay alive until the next step). A list (already decollated) or anything else is returned as it is.
+
+        Args:
+            output: the step's ``engine.state.output``.
+        """
+        if not isinstance(output, dict):
+            return output
+        return [{k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in output.items()}]
+
+    def _register_decollate(self) -> None:
+        """At ``MODEL_COMPLETED``, where MONAI decollates: MONAI's per-image decollation with ``decollate=True``,
+        else :meth:`iteration_output` (registered at the same place, before the handlers, so every handler sees it)."""
+        if self.decollate_per_image:
+            super()._register_decollate()
+            return
+
+        @self.on(IterationEvents.MODEL_COMPLETED)
+        def _output_as_list(engine: MethodTrainer) -> None:
+            engine.state.output = engine.iteration_output(engine.state.output)
 
     def own_scaler_names(self) -> Sequence[str]:
         """Names of the optimizers that get a gradient scaler of their own with AMP (none here; each discriminator's
@@ -201,3 +241,15 @@ class MethodTrainer(SupervisedTrainer):
     def _iteration(self, engine: MethodTrainer, batchdata: dict[str, Any]) -> dict:  # type: ignore[override]
         """One training step of the method: subclasses implement it (the only method-specific part)."""
         raise NotImplementedError(f"{type(self).__name__} must implement _iteration (the method's training step)")
+
+
+class SupervisedMethodTrainer(MethodTrainer):
+    """MONAI's supervised step (``SupervisedTrainer._iteration``: forward, loss, backward, step) on the trainer base.
+
+    The same arguments and training as ``monai.engines.SupervisedTrainer``; what the base adds: the output handlers
+    read without per-image decollation (``decollate=False``, the default; :meth:`MethodTrainer.iteration_output`),
+    ``set_epoch`` of a loader that has one, and the base's AMP scalers. The supervised baselines and CMUNeXt train
+    with it.
+    """
+
+    _iteration = SupervisedTrainer._iteration  # type: ignore[assignment]

@@ -27,7 +27,7 @@ from .distances import (
     missed_case_distances,
     voxel_spacing,
 )
-from .ema import EMAMomentumScheduler, EMATeacher, mean_teacher_alpha
+from .ema import EMAMomentumScheduler, EMATeacher, mean_teacher_alpha, teacher_copy
 from .figures import CaseFigureSaver, OverlayFigureSaver, draw_overlay
 from .mask_ratio import DynamicMaskRatio, dynamic_mask_ratio
 from .progress import TrainingBanner, TrainingProgressBar
@@ -49,6 +49,7 @@ __all__ = [
     "EMAMomentumScheduler",
     "EMATeacher",
     "mean_teacher_alpha",
+    "teacher_copy",
     "RAMPS",
     "RampScheduler",
     "cosine_rampdown",

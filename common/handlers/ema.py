@@ -7,16 +7,41 @@ student (``alpha = 0``) and is a true running average until the exponential aver
 ``EMAHandler`` updates ``theta_T <- (1 - m) theta_T + m theta_S`` with the momentum ``m = 1 - alpha`` read from
 ``engine.state``; :class:`EMAMomentumScheduler` writes that momentum and :class:`EMATeacher` attaches both, scheduler
 first.
+
+In a bundle config the teacher network has its own id, built by :func:`teacher_copy` and handed to the handler
+(``"teacher": "$common.handlers.teacher_copy(@network)"``, ``EMATeacher(model=@network, teacher=@teacher)``), so that
+the trainer, the checkpoint and the validator reference it by name, not by the handler's place in the list.
 """
 
 from __future__ import annotations
+
+import copy
 
 from ignite.engine import CallableEventWithFilter, Engine, Events, EventsList
 from ignite.handlers import EMAHandler
 from ignite.handlers.state_param_scheduler import StateParamScheduler
 from torch import nn
 
-__all__ = ["EMAMomentumScheduler", "EMATeacher", "mean_teacher_alpha"]
+__all__ = ["EMAMomentumScheduler", "EMATeacher", "mean_teacher_alpha", "teacher_copy"]
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def teacher_copy(model: nn.Module) -> nn.Module:
+    """The mean teacher before any update: a copy of the student whose parameters carry no gradient.
+
+    What Ignite's ``EMAHandler`` builds as its ``ema_model`` (a deep copy of the student, ``DistributedDataParallel``
+    unwrapped, parameters detached), as an object of its own for :class:`EMATeacher`'s ``teacher``.
+
+    Args:
+        model: the student (or its ``DistributedDataParallel`` wrapper).
+    """
+    teacher = copy.deepcopy(_unwrapped(model))
+    for param in teacher.parameters():
+        param.detach_()
+    return teacher
 
 
 def mean_teacher_alpha(t: int, alpha_max: float = 0.99) -> float:
@@ -72,6 +97,13 @@ class EMATeacher(EMAHandler):
             its own batch-norm statistics, as the reference code does (its teacher runs in train mode); ``"copy"``
             copies the student's buffers after every update.
         momentum_name: the ``engine.state`` attribute holding the momentum.
+        teacher: the teacher network to update, e.g. :func:`teacher_copy` of the student at a config id of its own
+            (None: ``EMAHandler``'s own copy of the student); ``ema_model`` is then this object. It must have the
+            student's tensors (names and shapes); its parameters are detached and it is put in train mode
+            (``"ema_train"``) or eval mode as ``EMAHandler`` does with its own copy.
+
+    Raises:
+        ValueError: ``teacher`` has other tensors than the student.
     """
 
     def __init__(
@@ -80,8 +112,20 @@ class EMATeacher(EMAHandler):
         alpha: float = 0.99,
         handle_buffers: str = "ema_train",
         momentum_name: str = "ema_momentum",
+        teacher: nn.Module | None = None,
     ) -> None:
         super().__init__(model, momentum=1.0 - alpha, handle_buffers=handle_buffers)
+        if teacher is not None:
+            teacher = _unwrapped(teacher)
+            shapes = {name: tuple(t.shape) for name, t in teacher.state_dict().items()}
+            expected = {name: tuple(t.shape) for name, t in self.model.state_dict().items()}
+            if shapes != expected:
+                different = sorted(set(shapes.items()) ^ set(expected.items()))[:5]
+                raise ValueError(f"the teacher's tensors differ from the student's: {different}")
+            for param in teacher.parameters():
+                param.detach_()
+            teacher.train(self.handle_buffers == "ema_train")
+            self.ema_model = teacher  # EMAHandler's own copy (made above) is dropped
         self.alpha = float(alpha)
         self.momentum_name = momentum_name
         self.momentum_scheduler = EMAMomentumScheduler(alpha_max=alpha, param_name=momentum_name)

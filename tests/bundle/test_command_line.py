@@ -134,12 +134,21 @@ def test_args_file_overrides_are_checked(tmp_path: Path) -> None:
     assert "did you mean --epochs?" in str(user_error_of(raised.value))
 
 
-def test_mlflow_tracking_settings_are_keys() -> None:
+def test_mlflow_tracking_settings_are_keys(tmp_path: Path) -> None:
+    from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
+
     from common.bundle.command_line import _tracking_keys
 
-    # MONAI documents these as overridable with --tracking mlflow; they are not in the bundle's configs
+    # MONAI documents these as overridable with --tracking mlflow; they are not in the bundle's configs. The bundles
+    # take MONAI's own settings (no settings file of the project): their keys are exactly MONAI's
     assert {"experiment_name", "run_name", "tracking_uri"} <= _tracking_keys("mlflow")
+    assert _tracking_keys("mlflow") == set(DEFAULT_MLFLOW_SETTINGS["configs"])
     assert _tracking_keys(None) == set()
+    # a user's own settings, as a file or a dict, add their own keys
+    own = {"handlers_id": DEFAULT_MLFLOW_SETTINGS["handlers_id"], "configs": {"experiment_name": "x", "my_key": 1}}
+    settings = tmp_path / "tracking.json"
+    settings.write_text(json.dumps(own))
+    assert _tracking_keys(str(settings)) == _tracking_keys(own) == {"experiment_name", "my_key"}
 
 
 def test_parsing_from_python_is_not_checked(tmp_path: Path) -> None:

@@ -3,30 +3,23 @@ checkpointed objects, the discriminators' wiring, the LiTS pipeline on a tiny fi
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser
 from monai.transforms import Compose
 
 from common.engines import ASENetTrainer, d1_inputs, d2_inputs
 from common.networks import ASENetDiscriminator, DyBACUNet, DyBACVNet
-from tests.bundles.lookup import handler_id
+from tests.bundles.lookup import handler_id, parse_configs
 from tests.data.test_layout_lits import build_lits
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "asenet"
 
 
-def parse(*names: str, root: Path = BUNDLE, **overrides) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config([str(BUNDLE / "configs" / f"{name}.json") for name in names])
-    parser["bundle_root"] = str(root)
-    parser["device"] = "$torch.device('cpu')"
-    for key, value in overrides.items():
-        parser[key] = value
-    return parser
+parse = functools.partial(parse_configs, BUNDLE)  # parse("train", "quick", root=..., key=value)
 
 
 def test_paper_defaults() -> None:
@@ -63,10 +56,13 @@ def test_discriminators_and_trainer_wiring() -> None:
     assert set(p["checkpoint_dict"]) == ckpt
     assert p[f"{handler_id(p, 'common.handlers.ResumeCheckpointLoader')}#load_dict"] == "@checkpoint_dict"
     assert p[f"{handler_id(p, 'common.handlers.AtomicCheckpointSaver')}#save_dict"] == "@checkpoint_dict"
-    # the teacher is the EMA handler's model, wherever that handler sits in the list
-    teacher = p["teacher"].replace("::", "#")  # MONAI stores references with either separator
-    assert teacher == f"$@{handler_id(p, 'common.handlers.EMATeacher')}.ema_model"
-    assert isinstance(p.get_parsed_content("train#trainer"), ASENetTrainer)
+    # the teacher network has its own id; the EMA handler (wherever it sits in the list) updates that very object
+    ema = handler_id(p, "common.handlers.EMATeacher")
+    assert p[f"{ema}#teacher"] == "@teacher"
+    trainer = p.get_parsed_content("train#trainer")
+    assert isinstance(trainer, ASENetTrainer)
+    assert trainer.teacher is p.get_parsed_content("teacher") is p.get_parsed_content(ema).ema_model
+    assert trainer.teacher is not trainer.network
 
 
 @pytest.mark.parametrize(
@@ -163,7 +159,7 @@ def test_la_reads_the_benchmark_layout() -> None:
 
 def test_supervised_baseline_trains_the_same_network_on_labeled_cases_only(tmp_path: Path) -> None:
     p = parse("train", "quick", "supervised", root=tmp_path)
-    assert p["train#trainer#_target_"] == "SupervisedTrainer"
+    assert p["train#trainer#_target_"] == "common.engines.SupervisedMethodTrainer"
     assert p["train#dataloader#dataset"] == "@train#dataset"
     assert handler_id(p, "common.handlers.DyBACTemperature")
     with pytest.raises(LookupError):
@@ -204,7 +200,7 @@ def test_isic2018_trains_in_2d_on_a_tiny_phantom(tmp_path: Path) -> None:
     trainer = p.get_parsed_content("train#trainer")
     trainer.run()
     assert trainer.state.iteration == 2
-    assert trainer.state.output["pred"].shape == (4, 2, 32, 32)
+    assert trainer.state.output[0]["pred"].shape == (4, 2, 32, 32)
     assert trainer.state.dybac_temperature == 30.0  # 2D start; the first step down comes after epoch_length = 2
     assert all(t == 30.0 for t in trainer.teacher.modules() for t in [getattr(t, "temperature", 30.0)])
     assert (tmp_path / "models" / "isic2018" / "model.pt").is_file()

@@ -6,15 +6,15 @@ Four checks, each with a companion test that proves it fires on a tiny bad confi
   that no ``$`` expression of that config or of an overlay (a config without ``imports``, which is layered on a base:
   ``quick.json``, ``supervised.json``, ``multi_gpu_train.json``...) uses;
 - position references: an ``@`` reference or ``%`` macro that indexes a list (``@train#handlers#1``), or an override
-  key of an overlay that does (``"train#handlers#1#interval"``): inserting an item silently retargets them. The one
-  kind MONAI leaves no way around (below) is allowed when pinned: ``PINNED_POSITIONS`` names the handler type the
-  position must hold, and the lint checks that it does, so a shifted list fails here instead of training with the
-  wrong object;
+  key of an overlay that does (``"train#handlers#1#interval"``): inserting an item silently retargets them. Every one
+  is refused: an object others reference gets a top-level id (the mean teacher's network is ``teacher``, which the
+  inline ``EMATeacher`` handler updates);
 - a training handler list of inline dicts: every entry of ``train#handlers`` is a dict, never an ``"@id"``
   reference, because MONAI's property check (``ConfigWorkflow.check_properties``, run by the model zoo) reads
   ``entry["_target_"]`` of each entry to find the ``ValidationHandler`` (``monai/bundle/workflows.py``,
   ``_check_optional_id``; ``test_bundles.py::test_train_properties`` runs it on each bundle): an object defined at its
-  own id and referenced from the list makes it raise TypeError, so the EMA teacher, a handler, keeps its list place;
+  own id and referenced from the list makes it raise TypeError, so the EMA handler stays in the list and what others
+  need from it (the teacher network) is the object at an id of its own;
 - checkpoint dicts written twice: a ``load_dict`` and a ``save_dict`` of one config file with the same keys, written
   out twice instead of referencing one id (``"@checkpoint_dict"``), so that a new checkpointed object cannot be saved
   without being resumed (or the other way round).
@@ -88,10 +88,6 @@ def unused_imports(folder: Path) -> list[str]:
     return findings
 
 
-PINNED_POSITIONS = {"@train#handlers#1": "common.handlers.EMATeacher"}
-"""Position references allowed because MONAI needs the object inside the handler list, with the type it must be."""
-
-
 def item(config: object, reference: str) -> object:
     """The raw config item at ``@a#b#0`` in one parsed file (None where that file does not define it)."""
     node = config
@@ -106,19 +102,11 @@ def item(config: object, reference: str) -> object:
 
 
 def position_references(folder: Path) -> list[str]:
-    """``file: reference`` for each reference, macro or override key that indexes a list by position, unless pinned
-    (``PINNED_POSITIONS``) and every file that defines the list holds the pinned type there."""
-    content = configs(folder)
+    """``file: reference`` for each reference, macro or override key that indexes a list by position."""
     findings = []
-    for name, config in content.items():
+    for name, config in configs(folder).items():
         for text in strings(config):
-            for ref in REFERENCE.findall(text):
-                if not POSITION.search(ref):
-                    continue
-                target = PINNED_POSITIONS.get(ref.split(".")[0])
-                held = [h for h in (item(c, ref) for c in content.values()) if isinstance(h, dict)]
-                if target is None or not held or any(h.get("_target_") != target for h in held):
-                    findings.append(f"{name}: {ref}")
+            findings += [f"{name}: {ref}" for ref in REFERENCE.findall(text) if POSITION.search(ref)]
         if isinstance(config, dict):
             findings += [f"{name}: key {key}" for key in config if POSITION.search(key)]
     return findings
@@ -197,13 +185,14 @@ def test_unused_imports_counts_a_use_in_an_overlay_for_every_base(tmp_path: Path
 
 
 def test_position_references_fire_on_a_list_index(tmp_path: Path) -> None:
-    ema = {"_target_": "common.handlers.EMATeacher"}
-    good = {"teacher": "$@train#handlers#1.ema_model", "train": {"handlers": [{"_target_": "Loader"}, ema]}}
+    ema = {"_target_": "common.handlers.EMATeacher", "model": "@network", "teacher": "@teacher"}
+    good = {"teacher": "$common.handlers.teacher_copy(@network)", "train": {"handlers": [{"_target_": "Loader"}, ema]}}
     good["size"] = "$@patch_size[0] + 1"
     folder = write(tmp_path / "configs", train=good)
-    assert position_references(folder) == []  # pinned, and the list holds the pinned type there
-    shifted = dict(good, train={"handlers": [{"_target_": "Loader"}, {"_target_": "StatsHandler"}, ema]})
-    write(folder, train=shifted)
+    assert position_references(folder) == []  # the teacher by its id; indexing a value (patch_size[0]) is fine
+    # the teacher found by the handler's place: refused even where that place holds the handler
+    by_place = dict(good, teacher="$@train#handlers#1.ema_model")
+    write(folder, train=by_place)
     assert position_references(folder) == ["train.json: @train#handlers#1"]
     bad = {"teacher": "$@train#handlers#1.ema_model", "net": "%configs/x.json::network#0", "n": "@a#b2"}
     write(folder, train=bad, quick={"train#handlers#3#interval": 2, "train#trainer#max_epochs": 1})

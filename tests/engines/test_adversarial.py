@@ -73,7 +73,7 @@ def test_one_iteration_equals_the_step_written_by_hand() -> None:
     g0 = copy.deepcopy(segmenter)
     ds0 = [copy.deepcopy(d1.network), copy.deepcopy(d2.network)]
     trainer.run()
-    output = trainer.state.output
+    output = trainer.state.output[0]
     batch = make_batch()
 
     # each discriminator: real -> 1, the fake of the segmenter before its step -> 0, averaged, one SGD step
@@ -113,8 +113,8 @@ def test_without_discriminators_it_is_supervised_training() -> None:
     trainer.run()
     batch = make_batch()
     loss = supervised(g0(batch["image"]), batch["label"])
-    assert trainer.state.output["loss"].item() == pytest.approx(loss.item(), rel=1e-6)
-    assert set(trainer.state.output) == {"image", "label", "pred", "loss", "supervised"}
+    assert trainer.state.output[0]["loss"].item() == pytest.approx(loss.item(), rel=1e-6)
+    assert set(trainer.state.output[0]) == {"image", "label", "pred", "loss", "supervised"}
 
 
 def test_backward_completed_sees_this_steps_gradients_before_the_update() -> None:
@@ -131,7 +131,7 @@ def test_backward_completed_sees_this_steps_gradients_before_the_update() -> Non
     trainer.run()
     assert seen == {"grad": True, "unchanged": True}
     assert not torch.equal(segmenter.weight.detach(), w0)
-    assert not any(v.requires_grad for v in trainer.state.output.values() if isinstance(v, torch.Tensor))
+    assert not any(v.requires_grad for v in trainer.state.output[0].values() if isinstance(v, torch.Tensor))
 
 
 def test_discriminators_with_several_inputs_as_in_ase_net() -> None:
@@ -146,7 +146,7 @@ def test_discriminators_with_several_inputs_as_in_ase_net() -> None:
     trainer, _ = build([d])
     trainer.run()
     assert d.network.calls == [2, 2, 2]  # its own step on real, then on fake (apart); then frozen on the fakes
-    assert torch.isfinite(trainer.state.output["d_d1"]) and "adv_d1" in trainer.state.output
+    assert torch.isfinite(trainer.state.output[0]["d_d1"]) and "adv_d1" in trainer.state.output[0]
 
 
 def test_key_inputs_and_errors() -> None:

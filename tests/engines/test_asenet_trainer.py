@@ -121,7 +121,7 @@ def test_every_term_is_weighted_as_the_paper(fixed_noise: None) -> None:
         sup = trainer.loss_function(logits[:2], y)
         cons = ThreeWayConsistencyLoss()(logits[2:], noisy, teacher)
     trainer.state.device = torch.device("cpu")
-    out = trainer._iteration(trainer, data)
+    out = trainer._iteration(trainer, data)[0]
     with torch.no_grad():  # through the discriminators as updated by their step, which comes first
         ce = TwoClassAdversarialLoss()
         adv1 = ce(d1(torch.softmax(logits[2:], 1), x[2:]), True)
@@ -203,7 +203,7 @@ def test_full_run_with_the_real_discriminators_updates_everything() -> None:
     trainer.run()
     for d, state in zip((d1, d2), before):
         assert not torch.equal(d.classifier.weight, state["classifier.weight"])
-    assert trainer.state.output["pred"].requires_grad is False
+    assert trainer.state.output[0]["pred"].requires_grad is False
 
 
 def test_errors_are_named() -> None:

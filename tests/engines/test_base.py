@@ -14,16 +14,20 @@ import pytest
 import torch
 from ignite.engine import Events
 from monai.data import DataLoader, Dataset
+from monai.engines import SupervisedTrainer
 from monai.engines.utils import IterationEvents
+from monai.handlers import StatsHandler, from_engine
 from monai.utils import CommonKeys as Keys
 
 from common.data import LabeledUnlabeledLoader
 from common.engines import (
     ASENetTrainer,
+    DFCPSTrainer,
     DiscriminatorSpec,
     DMGSATrainer,
     MethodTrainer,
     MultiDiscriminatorTrainer,
+    SupervisedMethodTrainer,
     UGMCLTrainer,
     schedule_value,
 )
@@ -317,5 +321,143 @@ def test_every_trainer_refuses_to_run_without_its_schedule(build, values, missin
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.run()
-    output = trainer.state.output[0] if isinstance(trainer.state.output, list) else trainer.state.output  # decollated
+    output = trainer.state.output[0]  # decollated per image (DMGSA) or the batch's one item (the others)
     assert trainer.state.iteration == trainer.state.epoch_length and math.isfinite(float(output[Keys.LOSS]))
+
+
+# --- the output reads as MONAI's stock handlers read SupervisedTrainer's ----------------------------------------------
+
+
+def dfcps(**values: float) -> MethodTrainer:
+    torch.manual_seed(0)
+    network_a, network_b = torch.nn.Conv2d(1, 2, 1), torch.nn.Conv2d(1, 2, 1)
+    (data,) = semi_supervised_batches()
+    data["image_strong"] = data["image"].flip(-1)
+    return DFCPSTrainer(
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=[data],
+        network=network_a,
+        optimizer=torch.optim.SGD(network_a.parameters(), lr=0.1),
+        network_b=network_b,
+        optimizer_b=torch.optim.SGD(network_b.parameters(), lr=0.1),
+        train_handlers=[WriteState(**values)],
+    )
+
+
+def supervised(**values: float) -> MethodTrainer:
+    torch.manual_seed(0)
+    network = torch.nn.Conv2d(1, 1, 3, padding=1)
+    image = torch.randn(3, 1, 8, 8)
+    return SupervisedMethodTrainer(
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=[{"image": image, "label": (image > 0).float()}],
+        network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+        loss_function=torch.nn.functional.binary_cross_entropy_with_logits,
+        train_handlers=[WriteState(**values)],
+    )
+
+
+def dmgsa_undecollated(**values: float) -> MethodTrainer:
+    network = DMGSATrainingModel(DMGSANet(channels=(4, 8), use_gmgs=False), recon_channels=8)
+    image = torch.rand(2, 1, 16, 16, 16)
+    return DMGSATrainer(
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=[{"image": image, "label": (image > 0.5).float()}],
+        network=network,
+        optimizer=torch.optim.Adam(network.parameters()),
+        loss_function=lambda pred, label: torch.nn.functional.cross_entropy(pred, label[:, 0].long()),
+        masking=RandCubeMask(cube_size=4).set_random_state(0),
+        targets=MultiOrderResponses(),
+        train_handlers=[WriteState(**values)],
+        decollate=False,
+    )
+
+
+EVERY_TRAINER = [
+    (ugmcl, {"uncertainty_threshold": 0.6, "consistency_weight": 0.1}),
+    (asenet, {"consistency_weight": 0.1}),
+    (weighted_discriminator, {"adversarial_ramp": 0.5}),
+    (dmgsa_undecollated, {"mask_ratio": 0.25}),
+    (dfcps, {}),
+    (supervised, {}),
+]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(("build", "values"), EVERY_TRAINER, ids=[b[0].__name__ for b in EVERY_TRAINER])
+def test_stock_handlers_read_the_loss_as_from_monai_supervised_trainer(build, values, caplog, capsys) -> None:
+    trainer = build(**values)
+    losses: list[float] = []
+    # the loss the step computed, before any handler transforms the output
+    trainer.add_event_handler(IterationEvents.LOSS_COMPLETED, lambda e: losses.append(float(e.state.output[Keys.LOSS])))
+    # MONAI's bundle configs and its default `--tracking mlflow` settings read the loss with this transform
+    loss_of = from_engine([Keys.LOSS], first=True)
+    read: list = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: read.append(loss_of(e.state.output)))
+    StatsHandler(name="stock_stats", output_transform=loss_of, tag_name="train_loss").attach(trainer)
+    with caplog.at_level("INFO", logger="stock_stats"):
+        trainer.run()
+    # MLFlowHandler logs `loss.item()` of a tensor: a 0-dim tensor, not the 1-tuple from_engine makes of a bare dict
+    assert isinstance(read[-1], torch.Tensor) and read[-1].ndim == 0 and not read[-1].requires_grad
+    assert read[-1].item() == losses[-1]
+    printed = caplog.text + "".join(capsys.readouterr())  # MONAI gives the logger a stream handler on first use
+    assert f"train_loss: {losses[-1]:.4f}" in printed  # StatsHandler printed it (it skips non-scalar outputs)
+    # without decollation the one item is the whole batch: predictions stay batch-first
+    output = trainer.state.output
+    assert isinstance(output, list) and len(output) == 1
+    assert output[0][Keys.PRED].shape[0] == output[0][Keys.IMAGE].shape[0] == trainer.data_loader[0]["image"].shape[0]
+
+
+def test_the_supervised_method_trainer_is_monai_supervised_step() -> None:
+    torch.manual_seed(0)
+    image = torch.randn(4, 1, 8, 8)
+    data = [{"image": image, "label": (image > 0).float()}] * 3
+    runs = {}
+    for name, trainer_class, options in (
+        ("monai", SupervisedTrainer, {"decollate": False}),
+        ("ours", SupervisedMethodTrainer, {}),
+    ):
+        torch.manual_seed(1)
+        network = torch.nn.Conv2d(1, 1, 3, padding=1)
+        trainer = trainer_class(
+            device="cpu",
+            max_epochs=2,
+            train_data_loader=data,
+            network=network,
+            optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+            loss_function=torch.nn.functional.binary_cross_entropy_with_logits,
+            **options,
+        )
+        trainer.run()
+        runs[name] = (network.weight.detach().clone(), trainer.state.output)
+    (monai_weight, monai_output), (our_weight, our_output) = runs["monai"], runs["ours"]
+    assert torch.equal(monai_weight, our_weight)
+    assert isinstance(monai_output, dict) and isinstance(our_output, list) and set(our_output[0]) == set(monai_output)
+    assert torch.equal(our_output[0][Keys.LOSS], monai_output[Keys.LOSS])
+    assert torch.equal(our_output[0][Keys.PRED], monai_output[Keys.PRED])
+
+
+def test_decollate_true_is_monai_per_image_decollation() -> None:
+    torch.manual_seed(0)
+    network = torch.nn.Conv2d(1, 1, 3, padding=1)
+    image = torch.randn(3, 1, 8, 8)
+    trainer = SupervisedMethodTrainer(
+        device="cpu",
+        max_epochs=1,
+        train_data_loader=[{"image": image, "label": (image > 0).float()}],
+        network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
+        loss_function=torch.nn.functional.binary_cross_entropy_with_logits,
+        decollate=True,
+    )
+    trainer.run()
+    output = trainer.state.output
+    assert isinstance(output, list) and len(output) == 3  # one dict per image, the loss in each
+    assert output[0][Keys.PRED].shape == (1, 8, 8) and output[2][Keys.LOSS] == output[0][Keys.LOSS]
+    assert isinstance(trainer.state.batch, list) and len(trainer.state.batch) == 3
+    assert MethodTrainer.iteration_output({"loss": 1.0}) == [{"loss": 1.0}]
+    assert MethodTrainer.iteration_output(output) is output  # a decollated list stays as it is

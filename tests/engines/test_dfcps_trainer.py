@@ -78,7 +78,7 @@ def test_cps_pairs_the_networks_and_fixmatch_uses_the_weak_pseudo_label() -> Non
     strong = -images  # a strong view whose own argmax contradicts the weak view's everywhere
     data = batch(images, strong, num_labeled=2)
     trainer = run_one_step(net_a, net_b, data, threshold=0.0)
-    out = trainer.state.output
+    out = trainer.state.output[0]
     with torch.no_grad():
         weak_a, weak_b = net_a(images), net_b(images)
         y_a, y_b = weak_a.argmax(1), weak_b.argmax(1)
@@ -154,8 +154,8 @@ def test_masked_pixels_contribute_no_gradient(term: str, tau: float, grad_a: lis
     assert [g > 0 for g in pixel_gradients(net_b)] == grad_b
     assert [g for g, kept in zip(pixel_gradients(net_a), grad_a) if not kept] == [0.0] * grad_a.count(False)
     expected_fraction = 0.5 if tau else 1.0
-    assert trainer.state.output["confident_fraction_a"] == trainer.state.output["confident_fraction_b"]
-    assert trainer.state.output["confident_fraction_a"] == expected_fraction
+    assert trainer.state.output[0]["confident_fraction_a"] == trainer.state.output[0]["confident_fraction_b"]
+    assert trainer.state.output[0]["confident_fraction_a"] == expected_fraction
 
 
 @pytest.mark.parametrize("reduction, denominator", [("mean", 8), ("confident", 4)])
@@ -169,7 +169,7 @@ def test_unsupervised_terms_are_averaged_over_every_pixel(reduction: str, denomi
     images = torch.zeros(2, 1, 1, 4)
     data = batch(images, images, 1)
     options = {} if reduction == "mean" else {"reduction": reduction}  # "mean": the trainer's default
-    out = run_one_step(net_a, net_b, data, threshold=0.9, **options).state.output
+    out = run_one_step(net_a, net_b, data, threshold=0.9, **options).state.output[0]
     # every pseudo-label is foreground; B keeps pixels 0, 1 (0.97), A keeps 0, 3 (0.95)
     cps_a = -2 * (math.log(0.95) + math.log(0.6)) / denominator  # A's loss where B is confident
     cps_b = -2 * (math.log(0.97) + math.log(0.55)) / denominator  # B's loss where A is confident
@@ -201,7 +201,7 @@ def test_padded_pixels_count_in_no_loss(how: str) -> None:
     for network in (net_a, net_b):
         gradients = pixel_gradients(network)
         assert gradients[3] == 0.0 and all(g > 0 for g in gradients[:3])
-    out = trainer.state.output
+    out = trainer.state.output[0]
     p_a = [0.95, 0.6, 0.6]
     sup_a = -(math.log(0.95) + math.log(0.4) + math.log(0.6)) / 3  # labels 1, 0, 1 on the valid pixels
     cps_a = -2 * sum(math.log(p) for p in p_a) / 6  # every pseudo-label of B is foreground
@@ -223,7 +223,7 @@ def test_all_pixels_masked_gives_zero_unsupervised_loss() -> None:
     net_a, net_b = confident_maps()
     images = torch.zeros(2, 1, 1, 4)
     trainer = run_one_step(net_a, net_b, batch(images, images, 1), threshold=1.0, loss_function=no_supervised_loss)
-    out = trainer.state.output
+    out = trainer.state.output[0]
     assert out["loss"].item() == 0.0 and out["confident_fraction_a"] == 0.0
     assert torch.count_nonzero(net_a.logits.grad) == 0 and torch.count_nonzero(net_b.logits.grad) == 0
 
@@ -235,7 +235,7 @@ def test_sigmoid_heads() -> None:
     images = torch.randn(4, 1, 4, 4)
     strong = images + 0.3
     data = batch(images, strong, 2)
-    out = run_one_step(net_a, net_b, data, sigmoid=True, threshold=0.0).state.output
+    out = run_one_step(net_a, net_b, data, sigmoid=True, threshold=0.0).state.output[0]
     with torch.no_grad():
         y_b = (net_b(images) > 0).float()
         torch.testing.assert_close(
@@ -251,7 +251,7 @@ def test_multiclass_softmax_updates_both_networks() -> None:
     before = [net_a.weight.clone(), net_b.weight.clone()]
     images = torch.randn(4, 3, 8, 8)
     trainer = run_one_step(net_a, net_b, batch(images, images * 0.5, 2, num_classes=4), lr=0.1, threshold=0.5)
-    assert torch.isfinite(trainer.state.output["loss"])
+    assert torch.isfinite(trainer.state.output[0]["loss"])
     assert not torch.equal(net_a.weight, before[0]) and not torch.equal(net_b.weight, before[1])
 
 
@@ -263,7 +263,7 @@ def test_consistency_on_unlabeled_only() -> None:
     out = run_one_step(net_a, net_b, batch(images, images, 2), threshold=0.0, consistency_on_labeled=False)
     with torch.no_grad():
         expected = F.cross_entropy(net_a(images[2:]), net_b(images[2:]).argmax(1))
-    torch.testing.assert_close(out.state.output["loss_cps_a"], expected)
+    torch.testing.assert_close(out.state.output[0]["loss_cps_a"], expected)
 
 
 def test_errors() -> None:

@@ -102,7 +102,7 @@ def test_loss_and_update_match_the_formula() -> None:
     teacher_copy = copy.deepcopy(trainer.teacher)
     trainer.state.consistency_weight, trainer.state.uncertainty_threshold = 0.05, 0.6
     torch.manual_seed(123)
-    output = trainer._iteration(trainer, batch)
+    output = trainer._iteration(trainer, batch)[0]
     torch.manual_seed(123)
     expected = reference_loss(network_copy, teacher_copy, batch["image"], batch["label"], 0.05, 0.6)
     assert output["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
@@ -124,9 +124,9 @@ def test_short_run_ramps_the_weight_and_the_teacher_departs_from_the_student() -
     weights: list[float] = []
     losses: list[float] = []
     trainer.add_event_handler(
-        Events.ITERATION_COMPLETED, lambda e: weights.append(e.state.output["consistency_weight"])
+        Events.ITERATION_COMPLETED, lambda e: weights.append(e.state.output[0]["consistency_weight"])
     )
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(float(e.state.output["loss"])))
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(float(e.state.output[0]["loss"])))
     trainer.run()
     assert trainer.state.iteration == 6
     assert all(b > a for a, b in zip(weights, weights[1:])), weights

@@ -7,7 +7,7 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
-from common.handlers import EMAMomentumScheduler, EMATeacher, mean_teacher_alpha
+from common.handlers import EMAMomentumScheduler, EMATeacher, mean_teacher_alpha, teacher_copy
 
 
 def test_alpha_rule() -> None:
@@ -88,3 +88,46 @@ def test_scheduler_alone_and_bad_alpha() -> None:
     assert values[:3] == pytest.approx([1.0, 0.5, 1 / 3]) and values[-1] == pytest.approx(0.1)
     with pytest.raises(ValueError, match="alpha_max"):
         EMAMomentumScheduler(alpha_max=1.0)
+
+
+class DropoutNet(nn.Module):
+    """A student with a batch-norm buffer and dropout: what the teacher's mode and buffers act on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2, 2)
+        self.norm = nn.BatchNorm1d(2)
+        self.dropout = nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.norm(self.linear(x)))
+
+
+def test_teacher_copy_is_what_ema_handler_builds_and_the_handler_updates_it() -> None:
+    torch.manual_seed(0)
+    student = DropoutNet()
+    given = teacher_copy(nn.parallel.DataParallel(student).module)  # a module, not the student itself
+    assert given is not student and all(not p.requires_grad for p in given.parameters())
+    own = EMATeacher(student).ema_model  # Ignite's own copy
+    for (name, a), (_, b) in zip(given.state_dict().items(), own.state_dict().items()):
+        assert torch.equal(a, b), name
+    handler = EMATeacher(student, alpha=0.99, teacher=given)
+    assert handler.ema_model is given and given.training  # "ema_train": the teacher runs in train mode
+    assert not EMATeacher(student, handle_buffers="copy", teacher=teacher_copy(student)).ema_model.training
+
+    # two steps with the given teacher and with EMAHandler's own copy: the same teacher after each
+    reference = EMATeacher(student, alpha=0.99)
+    engine = Engine(lambda e, _: [p.data.add_(1.0) for p in student.parameters()])
+    handler.attach(engine)
+    reference.attach(engine, name="reference_momentum")
+    engine.run(range(2))
+    for (name, a), (_, b) in zip(given.state_dict().items(), reference.ema_model.state_dict().items()):
+        assert torch.equal(a, b), name
+    # after t = 0 (momentum 1: the student's weights) and t = 1 (the mean of the two): student - 0.5
+    torch.testing.assert_close(given.linear.weight, student.linear.weight - 0.5)
+
+
+def test_a_teacher_of_another_shape_is_refused() -> None:
+    student = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="teacher's tensors differ"):
+        EMATeacher(student, teacher=nn.Linear(2, 3))
