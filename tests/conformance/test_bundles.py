@@ -215,6 +215,20 @@ def test_net_in_out(name, trained, tmp_path_factory):
     )
 
 
+def quick_model_args(bundle: Path) -> list[str]:
+    """``--image_size`` of the quick run, for inference with the model the quick run trained, where ``inference.json``
+    resizes to another size (the 2D bundles: ``train.json``'s size); the model cards say to pass it. The outputs are
+    resized back to each input's size either way; at ``train.json``'s size (512x512 for DFCPS's two ResNet-50 networks)
+    the same code would cost minutes of CPU per run."""
+    infer = parse(bundle, "inference")
+    if "image_size" not in infer:
+        return []
+    size = parse(bundle, "train", "quick").get_parsed_content("image_size")
+    if list(size) == list(infer.get_parsed_content("image_size")):
+        return []
+    return ["--image_size", json.dumps(list(size), separators=(",", ":"))]
+
+
 def source_of(output: Path, inputs: list[str], output_dir: Path) -> str:
     """The input an inference output was made from: its file stem is in the output's name; when several inputs share
     a file name (one folder per case, e.g. ``<case>/mri_norm2.h5``), the output sits in a folder named after the
@@ -233,7 +247,7 @@ def test_inference_writes_outputs(name, trained, tmp_path_factory):
     bundle = get_trained(trained, name, tmp_path_factory)
     parser = parse(bundle, "inference")
     inputs = [d["image"] for d in parser.get_parsed_content("datalist")]
-    monai_bundle(bundle, "run", "--config_file", configs(bundle, "inference"))
+    monai_bundle(bundle, "run", "--config_file", configs(bundle, "inference"), *quick_model_args(bundle))
     from common.data.io import read_array, spatial_shape
 
     output_dir = Path(parser.get_parsed_content("output_dir"))
@@ -311,6 +325,7 @@ def test_uncertainty_maps_rank_cases(name, trained, tmp_path_factory):
         "--output_dir",
         str(out),
         *fewer_passes,
+        *quick_model_args(bundle),
     )
     postfix = parser.get("uncertainty_postfix", "uncertainty")
     output_postfix = parser.get("output_postfix", "seg")
@@ -473,6 +488,45 @@ def test_resume_after_kill(name, tmp_path):
     assert trainer_state(last_checkpoint(bundle, models))["iteration"] == state["iteration"]
 
 
+# The DDP check's schedule: the bundle's quick run (its network, data layout and loaders) cut to two epochs of a few
+# iterations, each epoch validated (as many validations as the quick run makes, at most), so that both ranks still go
+# through the phantom written once, the distributed samplers' epochs, DDP's gradient all-reduce, the validation split
+# across ranks, rank 0's checkpoint and best model, and the barrier before the group closes; the quick schedules' other
+# iterations repeat the same code (the full quick run is the trained fixture's).
+DDP_RUNS = {
+    "asenet": ["--max_iterations", "4", "--epoch_length", "2"],  # quick: 8 iterations in 2 epochs
+    "cmunext": ["--epochs", "2", "--image_size", "[32,32]", "--phantom#num_cases", "20"],  # quick: 6 epochs of 18
+    "dfcps": ["--epoch_length", "2"],  # quick: 2 epochs of 4 iterations
+    "dmgsa": ["--epochs", "2", "--val_interval", "1"],  # quick: 12 epochs, validated at 6 and 12
+    "ugmcl": ["--max_iterations", "4", "--epoch_length", "2"],  # quick: 12 iterations in 2 epochs
+}
+
+
+@pytest.mark.parametrize("name", sorted(DDP_RUNS))
+def test_ddp_schedule_keeps_two_validated_epochs(name):
+    """The DDP check's cut schedule (static, in the default run): at least two epochs, each validated, so that the
+    samplers' epochs, the distributed validation and the best-model save still run; and no longer than the quick run."""
+    args = DDP_RUNS[name]
+    assert name in BUNDLES and len(args) % 2 == 0 and all(a.startswith("--") for a in args[::2]), args
+    overrides = {}
+    for key, text in zip(args[::2], args[1::2]):
+        try:
+            overrides[key[2:]] = json.loads(text)
+        except json.JSONDecodeError:
+            overrides[key[2:]] = text
+    quick = parse(ROOT / "bundles" / name, "train", "multi_gpu_train", "quick")
+    cut = parse(ROOT / "bundles" / name, "train", "multi_gpu_train", "quick")
+    for key, value in overrides.items():
+        assert key in cut, f"{name}: --{key} names no key of the DDP run's configs"
+        cut[key] = value
+    epochs = cut.get_parsed_content("epochs")
+    assert epochs >= 2 and cut.get_parsed_content("val_interval") == 1, (epochs, cut["val_interval"])
+    assert epochs <= quick.get_parsed_content("epochs")
+    for key in ("max_iterations", "epoch_length", "image_size"):
+        if key in overrides and isinstance(quick[key], (int, list)):
+            assert overrides[key] <= quick[key], (key, overrides[key], quick[key])
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("name", grouped("ddp"))
 def test_multi_gpu_config_with_two_gloo_processes(name, tmp_path):
@@ -488,6 +542,7 @@ def test_multi_gpu_config_with_two_gloo_processes(name, tmp_path):
         "run",
         "--config_file",
         configs(bundle, "train", "multi_gpu_train", "quick"),
+        *DDP_RUNS.get(name, []),
     ]
     env = _env()
     env.update(OMP_NUM_THREADS="1")
