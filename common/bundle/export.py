@@ -12,7 +12,9 @@
   vendored code need (plain imports; modules imported only through MONAI's ``optional_import`` are named in the
   model card instead), pinned to the exporting environment's versions, and the MONAI/PyTorch/NumPy versions;
 - ``models/model.pt`` (the trained state dict) and ``models/model.ts``, made from it by MONAI's ``ckpt_export`` run
-  inside the export with the ``common`` package blocked, so that the TorchScript comes from the vendored code.
+  inside the export with the ``common`` package blocked, so that the TorchScript comes from the vendored code;
+  the exported configs describe the network of those weights: trained with an overlay that changes the network
+  (``dmgsa``'s ``quick.json``), the overlay's network settings are written into them (:func:`fit_configs_to_weights`).
 
 The zip is deterministic (sorted entries, fixed timestamps): the same files give the same checksum, which is recorded
 in ``<out>/model_info.json`` as the model zoo records its releases.
@@ -42,10 +44,12 @@ from .vendor import VendorError, VendorPlan, config_references, plan_vendoring, 
 __all__ = [
     "ExportError",
     "ExportResult",
+    "NetworkFit",
     "StagedBundle",
     "blocked_package_env",
     "export_bundle",
     "files_checksum",
+    "fit_configs_to_weights",
     "model_card_title",
     "stage_bundle",
     "zip_bundle",
@@ -418,6 +422,149 @@ def files_checksum(folder: str | Path, exclude: tuple[str, ...] = ("models",)) -
     return digest.hexdigest()
 
 
+BASE_CONFIGS = ("train.json", "inference.json", "evaluate.json", "multi_gpu_train.json", "metadata.json")
+"""A bundle's own configs; its other JSON configs are overlays layered on ``train.json`` (``quick.json``, ...)."""
+
+
+@dataclass
+class NetworkFit:
+    """How an export's configs were made to describe the network of its weights.
+
+    Attributes:
+        overlay: the bundle's config layered on ``train.json`` whose network the weights fit (e.g. ``quick.json``).
+        values: the ids set to that overlay's values in the exported ``train.json`` and in the other configs of
+            :data:`BASE_CONFIGS` that define them.
+        configs: the exported configs changed.
+    """
+
+    overlay: str
+    values: dict[str, Any]
+    configs: list[str]
+
+
+def _tensor_shapes(state: Any) -> dict[str, tuple[int, ...]]:
+    return {str(k): tuple(v.shape) for k, v in state.items() if hasattr(v, "shape")}
+
+
+def _network_shapes(bundle: Path, config_files: list[Path], overrides: dict | None = None) -> dict[str, tuple]:
+    """The tensor shapes of ``network_def`` as the source configs (with ``common``) define it."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in config_files])
+    parser["bundle_root"] = str(bundle)
+    for key, value in (overrides or {}).items():
+        parser[key] = value
+    return _tensor_shapes(parser.get_parsed_content("network_def").state_dict())
+
+
+def _network_ids(config_files: list[Path]) -> set[str]:
+    """The ids ``network_def`` depends on (references and macros, transitively), ``network_def`` included."""
+    from monai.bundle import ConfigParser
+    from monai.bundle.reference_resolver import ReferenceResolver
+
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in config_files])
+
+    def macros(config: Any) -> list[str]:
+        if isinstance(config, dict):
+            return [m for v in config.values() for m in macros(v)]
+        if isinstance(config, list):
+            return [m for v in config for m in macros(v)]
+        return [config[1:]] if isinstance(config, str) and config.startswith("%") and "#" not in config else []
+
+    seen: set[str] = set()
+    pending = ["network_def"]
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            config = parser[name]
+        except KeyError:
+            continue
+        refs = ReferenceResolver.find_refs_in_config(config, name.replace("#", "::"))
+        own = name.replace("#", "::") + "::"
+        pending += [ref.replace("::", "#") for ref in refs if not ref.startswith(own)]
+        pending += macros(config)
+    return seen
+
+
+def fit_configs_to_weights(staged: StagedBundle, model: str | Path) -> NetworkFit | None:
+    """Make the staged configs describe the network whose weights ``model`` holds.
+
+    A bundle is often trained with an overlay (``quick.json`` on a CPU: ``dmgsa``'s network channels 8..64 instead
+    of the recipe's 32..512), while the export ships the full-recipe ``train.json``: fine-tuning the export (MONAI
+    Label's training task) then fails with a size mismatch. When ``models/model.pt`` does not fit ``train.json``'s
+    ``network_def``, the bundle's overlays are tried (``quick.json`` first); the first whose network fits gives its
+    values of the ids ``network_def`` depends on to the exported ``train.json`` and to the bundle's other own configs
+    (:data:`BASE_CONFIGS`) that define them, and the exported model card says so. The rest of ``train.json`` stays
+    the full recipe.
+
+    Args:
+        staged: the staged export (:func:`stage_bundle`).
+        model: the trained state dict.
+
+    Returns:
+        what was changed, or None when ``train.json`` already fits.
+
+    Raises:
+        ExportError: the weights fit neither ``train.json`` nor any overlay.
+    """
+    import torch
+
+    bundle = staged.source
+    configs = bundle / "configs"
+    weights = _tensor_shapes(torch.load(model, map_location="cpu", weights_only=True))
+    base = [configs / "train.json"]
+    recipe = _network_shapes(bundle, base)
+    if recipe == weights:
+        return None
+    overlays = [p for p in configs.glob("*.json") if p.name not in BASE_CONFIGS]
+    overlays.sort(key=lambda p: (p.name != "quick.json", p.name))
+    for overlay in overlays:
+        overlay_config = _read_json(overlay)
+        if not isinstance(overlay_config, dict) or _network_shapes(bundle, [*base, overlay]) != weights:
+            continue
+        needed = _network_ids([*base, overlay])
+        values = {
+            key: rewrite_config(value, PACKAGE, VENDORED_AS)
+            for key, value in overlay_config.items()
+            if key in needed or any(n.startswith(f"{key}#") for n in needed)
+        }
+        if _network_shapes(bundle, base, {k: overlay_config[k] for k in values}) != weights:
+            continue  # the overlay changes the network through ids found only by running it: not reproducible here
+        changed = []  # the bundle's own configs; overlays keep their values (they describe other recipes)
+        for name in BASE_CONFIGS[:-1]:
+            path = staged.path / "configs" / name
+            config = _read_json(path) if path.is_file() else None
+            if not isinstance(config, dict):
+                continue
+            keys = [k for k in values if (k in config or name == "train.json") and config.get(k) != values[k]]
+            if keys:
+                config.update({k: values[k] for k in keys})
+                _write_json(path, config)
+                changed.append(path.name)
+        readme = staged.path / "docs" / "README.md"
+        settings = ", ".join(f"`{k}` = `{json.dumps(v)}`" for k, v in values.items())
+        readme.write_text(
+            readme.read_text().rstrip("\n")
+            + f"\n\nThe weights in `models/model.pt` were trained with `configs/{overlay.name}`: its network settings "
+            f"({settings}) are set in {', '.join(f'`configs/{c}`' for c in changed)}, so that fine-tuning and "
+            "inference build the network the weights belong to; the rest of `train.json` is the full recipe.\n"
+        )
+        return NetworkFit(overlay.name, values, changed)
+    mismatched = sorted(k for k in weights if recipe.get(k) != weights[k])
+    example = mismatched[0] if mismatched else next(iter(weights), "")
+    raise ExportError(
+        f"{bundle / 'models' / 'model.pt'} does not fit the network of {configs / 'train.json'} (e.g. {example}: "
+        f"{weights.get(example)} in model.pt, {recipe.get(example)} in train.json) nor that of an overlay "
+        f"({', '.join(p.name for p in overlays) or 'none'}): the export's configs must describe the network its "
+        "weights belong to; train with the bundle's configs, or add the overlay the weights were trained with"
+    )
+
+
 def _train_hint(bundle: Path) -> str:
     quick = bundle / "configs" / "quick.json"
     configs = f"bundles/{bundle.name}/configs/train.json"
@@ -467,6 +614,7 @@ def export_bundle(
         staged = stage_bundle(bundle, staging, zoo_name)
         (staging / "models").mkdir()
         shutil.copy2(model, staging / "models" / "model.pt")
+        fit_configs_to_weights(staged, model)
         _ckpt_export(staging, python, timeout)
         if folder.exists():
             shutil.rmtree(folder)
