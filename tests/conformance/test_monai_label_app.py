@@ -109,6 +109,16 @@ def _multipart(fields: dict[str, str]) -> tuple[bytes, str]:
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """End the server's whole process group: SIGTERM, then SIGKILL after 30 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
 def _wait_for_server(base: str, proc: subprocess.Popen, log: Path) -> dict:
     deadline = time.monotonic() + SERVER_START_S
     while time.monotonic() < deadline:
@@ -173,12 +183,7 @@ def test_monai_label_server_infers_with_exported_bundle(name, monai_label_python
             pytest.fail(f"POST {url}: {e.code} {e.read()[:500]!r}\n{log.read_text()[-6000:]}")
         assert status == 200 and "nii.gz" in headers.get("content-disposition", ""), headers
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        stop_server(proc)
 
     label_file = work / "label.nii.gz"
     label_file.write_bytes(content)

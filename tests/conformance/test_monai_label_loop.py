@@ -29,7 +29,6 @@ import email.parser
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -49,7 +48,14 @@ from monai.transforms import LoadImage
 from PIL import Image
 from sharing import ROOT, TRAINED, export_trained, outside_env, required_packages, run
 from test_bundles import get_trained, grouped, parse
-from test_monai_label_app import _free_port, _multipart, _request, _wait_for_server, monai_label_python  # noqa: F401
+from test_monai_label_app import (  # noqa: F401
+    _free_port,
+    _multipart,
+    _request,
+    _wait_for_server,
+    monai_label_python,
+    stop_server,
+)
 
 APP = ROOT / "apps" / "monailabel"
 LOOP_BUNDLES = ("dfcps", "ugmcl")
@@ -170,12 +176,7 @@ def _server(python: str, app: Path, studies: Path, model: str, env: dict, log: P
         _wait_for_server(f"http://127.0.0.1:{port}", proc, log)
         yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        stop_server(proc)
 
 
 def _train(base: str, model: str, log: Path, params: dict) -> tuple[str, float]:

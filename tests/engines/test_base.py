@@ -278,7 +278,7 @@ def weighted_discriminator(**values: float) -> MethodTrainer:
     return trainer
 
 
-def dmgsa(**values: float) -> MethodTrainer:
+def dmgsa(decollate: bool = True, **values: float) -> MethodTrainer:
     network = DMGSATrainingModel(DMGSANet(channels=(4, 8), use_gmgs=False), recon_channels=8)
     image = torch.rand(2, 1, 16, 16, 16)
     return DMGSATrainer(
@@ -291,7 +291,12 @@ def dmgsa(**values: float) -> MethodTrainer:
         masking=RandCubeMask(cube_size=4).set_random_state(0),
         targets=MultiOrderResponses(),
         train_handlers=[WriteState(**values)],
+        decollate=decollate,
     )
+
+
+def dmgsa_undecollated(**values: float) -> MethodTrainer:
+    return dmgsa(decollate=False, **values)
 
 
 RAMP = 'common.handlers.RampScheduler(param_name="{}", ...) to the trainer'
@@ -357,23 +362,6 @@ def supervised(**values: float) -> MethodTrainer:
         optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
         loss_function=torch.nn.functional.binary_cross_entropy_with_logits,
         train_handlers=[WriteState(**values)],
-    )
-
-
-def dmgsa_undecollated(**values: float) -> MethodTrainer:
-    network = DMGSATrainingModel(DMGSANet(channels=(4, 8), use_gmgs=False), recon_channels=8)
-    image = torch.rand(2, 1, 16, 16, 16)
-    return DMGSATrainer(
-        device="cpu",
-        max_epochs=1,
-        train_data_loader=[{"image": image, "label": (image > 0.5).float()}],
-        network=network,
-        optimizer=torch.optim.Adam(network.parameters()),
-        loss_function=lambda pred, label: torch.nn.functional.cross_entropy(pred, label[:, 0].long()),
-        masking=RandCubeMask(cube_size=4).set_random_state(0),
-        targets=MultiOrderResponses(),
-        train_handlers=[WriteState(**values)],
-        decollate=False,
     )
 
 
