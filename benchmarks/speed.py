@@ -5,9 +5,15 @@ processes, so that each one's peak memory is its own:
 
 * ``bundle``: the bundle's training workflow as the runner builds it (``monai.bundle.ConfigWorkflow`` on
   ``train.json`` [+ ``quick.json``], every handler of the config attached: checkpoints, TensorBoard, progress bar,
-  schedules, training curves), one epoch of ``warmup + iterations`` iterations. Seconds per iteration are the gaps
-  between consecutive ``ITERATION_COMPLETED`` events after the warm-up (data fetch, handlers and the step); the
-  data loader's share is the time between Ignite's ``GET_BATCH_STARTED`` and ``GET_BATCH_COMPLETED``.
+  schedules, training curves), one epoch of ``warmup + iterations`` iterations (more epochs where a bundle's epoch is
+  its loader's length and shorter than that). Seconds per iteration are the gaps between consecutive
+  ``ITERATION_COMPLETED`` events after the warm-up (data fetch, handlers and the step), counting only gaps inside one
+  epoch that end in a batch of the first batch's shapes (:func:`timed_intervals`): the plain loop repeats that one
+  batch, and a last, partial batch is a new shape whose kernels are set up the first time it runs (DMGSA's quick
+  epoch, 7 volumes at batch 2, ended in a 1-volume step of 1.41 s against 0.66 s for a full one), so timing it would
+  count a first-call cost, not the bundle's overhead; the epoch-end handlers (checkpoints, curves) are left out as the
+  plain loop leaves them out. The data loader's share is the time between Ignite's ``GET_BATCH_STARTED`` and
+  ``GET_BATCH_COMPLETED``.
 * ``plain``: the same configs parsed, one batch taken from the bundle's training loader, then a bare Python loop
   over that batch. For MONAI's supervised step (``SupervisedTrainer``, ``common.engines.SupervisedMethodTrainer``)
   the loop is hand-written PyTorch (zero_grad, forward, loss, backward, step; autocast and a gradient scaler with
@@ -154,14 +160,56 @@ def _memory(device: str) -> dict[str, float]:
     return found
 
 
+def batch_shapes(batch: Any) -> tuple:
+    """The shapes of every tensor in a batch (dicts and sequences searched in order): what a step's kernels see."""
+    if hasattr(batch, "shape"):
+        return (tuple(batch.shape),)
+    if isinstance(batch, dict):
+        return tuple(shape for key in sorted(batch, key=str) for shape in batch_shapes(batch[key]))
+    if isinstance(batch, (list, tuple)):
+        return tuple(shape for item in batch for shape in batch_shapes(item))
+    return ()
+
+
+def timed_intervals(
+    records: list[tuple[float, float, int, tuple]], warmup: int, iterations: int
+) -> tuple[list[float], list[float]]:
+    """The wall and CPU seconds of the iterations to time, from one record per ``ITERATION_COMPLETED``.
+
+    Args:
+        records: ``(wall s, CPU s, epoch, batch shapes)`` at the end of each iteration, in order.
+        warmup: the first iterations that are not timed.
+        iterations: at most this many intervals are returned (the first ones that qualify).
+
+    Returns:
+        Two lists of seconds: the gap ending at iteration ``i`` (0-based) is kept when ``i >= warmup``, iteration
+        ``i - 1`` ended in the same epoch (an epoch's end handlers and the next loader start are not a step), and
+        iteration ``i``'s batch has the shapes of the first batch (a partial last batch is a first call of new shapes).
+    """
+    if not records:
+        return [], []
+    first = records[0][3]
+    wall, cpu = [], []
+    for i in range(max(1, warmup), len(records)):
+        (w0, c0, e0, _), (w1, c1, e1, shapes) = records[i - 1], records[i]
+        if e0 == e1 and shapes == first and len(wall) < iterations:
+            wall.append(w1 - w0)
+            cpu.append(c1 - c0)
+    return wall, cpu
+
+
 def worker_bundle(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
     """Time the training iterations of the bundle's own workflow."""
     from ignite.engine import Events
 
     workflow = _workflow(args, bundle)
     trainer = workflow.parser.get_parsed_content("train#trainer")
-    completed: list[float] = []
-    cpu: list[float] = []
+    per_epoch = trainer.state.epoch_length  # the loader's length where the bundle sets no epoch_length
+    wanted = args.warmup + args.iterations
+    if per_epoch is not None and 1 < per_epoch < wanted:
+        # each epoch gives per_epoch - 1 in-epoch gaps at most (one fewer with a partial last batch): enough epochs
+        trainer.state.max_epochs = max(trainer.state.max_epochs, math.ceil(wanted / max(1, per_epoch - 2)) + 1)
+    records: list[tuple[float, float, int, tuple]] = []
     fetch: list[float] = []
     fetch_start: list[float] = []
     trainer.add_event_handler(Events.GET_BATCH_STARTED, lambda e: fetch_start.append(time.perf_counter()))
@@ -169,8 +217,7 @@ def worker_bundle(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
 
     def _done(engine) -> None:
         _sync(args.device)
-        completed.append(time.perf_counter())
-        cpu.append(time.process_time())
+        records.append((time.perf_counter(), time.process_time(), engine.state.epoch, batch_shapes(engine.state.batch)))
 
     trainer.add_event_handler(Events.ITERATION_COMPLETED, _done)
     if args.channels_last:
@@ -182,8 +229,9 @@ def worker_bundle(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
     workflow.run()
     wall = time.perf_counter() - start
     workflow.finalize()
-    steps = [b - a for a, b in zip(completed[args.warmup - 1 :], completed[args.warmup :])]
-    cpu_steps = [b - a for a, b in zip(cpu[args.warmup - 1 :], cpu[args.warmup :])]
+    steps, cpu_steps = timed_intervals(records, args.warmup, args.iterations)
+    if not steps:
+        raise RuntimeError(f"{bundle}: no full-batch iteration after the {args.warmup} warm-up ones to time")
     return {
         "trainer": type(trainer).__name__,
         "iterations": len(steps),

@@ -117,3 +117,30 @@ def test_bundle_and_plain_workers_run_one_epoch_from_scratch_in_their_own_folder
         "val_interval": 10**6,
         "num_workers": 0,
     }
+
+
+def test_batch_shapes_find_every_tensor_of_a_batch_in_order() -> None:
+    import torch
+
+    batch = {"label": torch.zeros(2, 1, 4), "image": [torch.zeros(2, 3, 4), torch.zeros(1, 3, 4)], "name": "a"}
+    assert speed.batch_shapes(batch) == ((2, 3, 4), (1, 3, 4), (2, 1, 4))  # keys sorted: image before label
+
+
+def test_timed_intervals_keep_in_epoch_gaps_of_full_batches_after_the_warm_up() -> None:
+    full, partial = ((2, 1, 8),), ((1, 1, 8),)
+    # wall s, CPU s, epoch, shapes: an epoch of 3 full batches and a partial one, then a second epoch
+    records = [
+        (1.0, 0.5, 1, full),
+        (2.0, 1.0, 1, full),
+        (3.5, 1.75, 1, full),  # i = 2: kept with warmup 2 (gap 1.5 s)
+        (6.5, 3.25, 1, partial),  # partial batch: a first call of new shapes, not timed
+        (9.0, 4.5, 2, full),  # the gap crosses the epoch's end (checkpoint, curves): not timed
+        (10.25, 5.0, 2, full),  # kept (gap 1.25 s)
+        (11.25, 5.5, 2, full),  # kept (gap 1.0 s)
+    ]
+    wall, cpu = speed.timed_intervals(records, warmup=2, iterations=6)
+    assert wall == [1.5, 1.25, 1.0] and cpu == [0.75, 0.5, 0.5]
+    assert speed.timed_intervals(records, warmup=2, iterations=2)[0] == [1.5, 1.25]  # the first that qualify
+    # the old rule (every gap after the warm-up) would have timed 3.0 s (partial) and 2.5 s (epoch end) too
+    assert speed.timed_intervals(records, warmup=1, iterations=9)[0] == [1.0, 1.5, 1.25, 1.0]
+    assert speed.timed_intervals([], warmup=2, iterations=6) == ([], [])
