@@ -350,7 +350,7 @@ def dfcps(**values: float) -> MethodTrainer:
     )
 
 
-def supervised(**values: float) -> MethodTrainer:
+def supervised(decollate: bool = False, **values: float) -> MethodTrainer:
     torch.manual_seed(0)
     network = torch.nn.Conv2d(1, 1, 3, padding=1)
     image = torch.randn(3, 1, 8, 8)
@@ -362,6 +362,7 @@ def supervised(**values: float) -> MethodTrainer:
         optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
         loss_function=torch.nn.functional.binary_cross_entropy_with_logits,
         train_handlers=[WriteState(**values)],
+        decollate=decollate,
     )
 
 
@@ -430,18 +431,7 @@ def test_the_supervised_method_trainer_is_monai_supervised_step() -> None:
 
 
 def test_decollate_true_is_monai_per_image_decollation() -> None:
-    torch.manual_seed(0)
-    network = torch.nn.Conv2d(1, 1, 3, padding=1)
-    image = torch.randn(3, 1, 8, 8)
-    trainer = SupervisedMethodTrainer(
-        device="cpu",
-        max_epochs=1,
-        train_data_loader=[{"image": image, "label": (image > 0).float()}],
-        network=network,
-        optimizer=torch.optim.SGD(network.parameters(), lr=0.1),
-        loss_function=torch.nn.functional.binary_cross_entropy_with_logits,
-        decollate=True,
-    )
+    trainer = supervised(decollate=True)
     trainer.run()
     output = trainer.state.output
     assert isinstance(output, list) and len(output) == 3  # one dict per image, the loss in each
