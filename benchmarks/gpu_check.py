@@ -535,7 +535,8 @@ class Check:
     def _speed_args(self, amp: str, channels_last: bool, bundle: str):
         import speed
 
-        options = ["--device", self.args.device, "--amp", amp, "--output", str(self.work)]
+        # one measurement per side (speed_step calls the two workers once each), as the displayed command says
+        options = ["--device", self.args.device, "--amp", amp, "--output", str(self.work), "--repeats", "1"]
         if self.cuda:
             options += ["--schedule", "paper", "--iterations", str(self.args.iterations), "--warmup", "3"]
         else:

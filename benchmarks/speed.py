@@ -13,7 +13,9 @@ processes, so that each one's peak memory is its own:
   epoch, 7 volumes at batch 2, ended in a 1-volume step of 1.41 s against 0.66 s for a full one), so timing it would
   count a first-call cost, not the bundle's overhead; the epoch-end handlers (checkpoints, curves) are left out as the
   plain loop leaves them out. The data loader's share is the time between Ignite's ``GET_BATCH_STARTED`` and
-  ``GET_BATCH_COMPLETED``.
+  ``GET_BATCH_COMPLETED`` (wall and CPU): the plain loop repeats one batch and loads nothing, so "CPU overhead
+  without the loader" (the bundle's CPU seconds per iteration less its batch fetch's, over the plain loop's) is the
+  runner's own cost (Ignite, handlers, decollation), and "CPU overhead" also counts the loading a training needs.
 * ``plain``: the same configs parsed, one batch taken from the bundle's training loader, then a bare Python loop
   over that batch. For MONAI's supervised step (``SupervisedTrainer``, ``common.engines.SupervisedMethodTrainer``)
   the loop is hand-written PyTorch (zero_grad, forward, loss, backward, step; autocast and a gradient scaler with
@@ -23,6 +25,12 @@ processes, so that each one's peak memory is its own:
   (seconds per batch over fresh batches), the validation inferer of the config (sliding window for the 3D bundles)
   per validation case, parameters, and forward FLOPs of one sample (``FlopCounterMode``, as
   ``benchmarks/complexity.py`` counts them: convolutions and matrix products, 2 per multiply-accumulate).
+
+Each side is measured ``--repeats`` times (default 2), alternating in ABBA order (bundle, plain, plain, bundle, ...) so
+that a load drifting during the run weighs on both alike, and each side's median is taken over all its timed
+iterations; the table also lists the CPU overhead of each repeat. At 6 timed iterations and one repeat, the CPU
+overhead of the same bundle moved by about 10 points between runs (UG-MCL +12.7 % and -6.0 %); at 20 iterations,
+UG-MCL and CMUNeXt both read -0.5 % under a load of 3-5.
 
 Overhead = bundle seconds per iteration / plain seconds per iteration - 1, in wall-clock seconds and in the process's
 CPU seconds (``time.process_time``, all threads): on a shared machine the CPU seconds are the steadier figure, as
@@ -88,8 +96,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundles", nargs="*", default=None, help="bundles (default: all with quick.json)")
     parser.add_argument("--schedule", choices=("quick", "paper"), default="quick", help="quick.json shapes or paper")
-    parser.add_argument("--iterations", type=int, default=6, help="timed iterations")
+    parser.add_argument("--iterations", type=int, default=12, help="timed iterations per measurement")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="measure each side this many times, alternating (medians pooled)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument("--amp", choices=("on", "off"), default="off", help="mixed precision (CUDA only)")
     parser.add_argument("--channels_last", action="store_true", help="channels-last memory format (2D and 3D)")
@@ -210,10 +221,18 @@ def worker_bundle(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
         # each epoch gives per_epoch - 1 in-epoch gaps at most (one fewer with a partial last batch): enough epochs
         trainer.state.max_epochs = max(trainer.state.max_epochs, math.ceil(wanted / max(1, per_epoch - 2)) + 1)
     records: list[tuple[float, float, int, tuple]] = []
-    fetch: list[float] = []
-    fetch_start: list[float] = []
-    trainer.add_event_handler(Events.GET_BATCH_STARTED, lambda e: fetch_start.append(time.perf_counter()))
-    trainer.add_event_handler(Events.GET_BATCH_COMPLETED, lambda e: fetch.append(time.perf_counter() - fetch_start[-1]))
+    fetch: list[float] = []  # wall s of each batch fetch
+    fetch_cpu: list[float] = []  # CPU s of each batch fetch (the loader runs in this process: num_workers 0)
+    fetch_start: list[tuple[float, float]] = []
+
+    def _fetched(engine) -> None:
+        fetch.append(time.perf_counter() - fetch_start[-1][0])
+        fetch_cpu.append(time.process_time() - fetch_start[-1][1])
+
+    trainer.add_event_handler(
+        Events.GET_BATCH_STARTED, lambda e: fetch_start.append((time.perf_counter(), time.process_time()))
+    )
+    trainer.add_event_handler(Events.GET_BATCH_COMPLETED, _fetched)
 
     def _done(engine) -> None:
         _sync(args.device)
@@ -238,7 +257,12 @@ def worker_bundle(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
         "bundle_s_per_it": statistics.median(steps),
         "bundle_cpu_s_per_it": statistics.median(cpu_steps),
         "bundle_fetch_s_per_it": statistics.median(fetch[args.warmup :]),
+        "bundle_fetch_cpu_s_per_it": statistics.median(fetch_cpu[args.warmup :]),
         "bundle_run_wall_s": wall,
+        "bundle_steps": steps,
+        "bundle_cpu_steps": cpu_steps,
+        "bundle_fetch_steps": fetch[args.warmup :],
+        "bundle_fetch_cpu_steps": fetch_cpu[args.warmup :],
         **_memory(args.device),
     }
 
@@ -359,6 +383,8 @@ def worker_plain(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
         "plain_loop": "hand-written PyTorch" if hand_written else f"{type(trainer).__name__}._iteration",
         "plain_s_per_it": statistics.median(times),
         "plain_cpu_s_per_it": statistics.median(cpu_times),
+        "plain_steps": times,
+        "plain_cpu_steps": cpu_times,
         "loader_s_per_batch": statistics.median(fetch),
         "batch_shape": list(batch["image"].shape),
         "inferer": type(inferer).__name__ + (f" roi {list(roi)}" if roi is not None else ""),
@@ -395,6 +421,40 @@ def measure(args: argparse.Namespace, bundle: str, mode: str, timeout: float | N
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+POOLED = {  # per side: the median of the pooled per-iteration lists (value key: list key)
+    "bundle": {
+        "bundle_s_per_it": "bundle_steps",
+        "bundle_cpu_s_per_it": "bundle_cpu_steps",
+        "bundle_fetch_s_per_it": "bundle_fetch_steps",
+        "bundle_fetch_cpu_s_per_it": "bundle_fetch_cpu_steps",
+    },
+    "plain": {"plain_s_per_it": "plain_steps", "plain_cpu_s_per_it": "plain_cpu_steps"},
+}
+
+
+def pool(sides: list[dict[str, Any]], mode: str) -> dict[str, Any]:
+    """One side's result from several measurements of it: the medians over all their timed iterations.
+
+    Args:
+        sides: :func:`worker_bundle` (``mode="bundle"``) or :func:`worker_plain` (``"plain"``) results, one per repeat.
+        mode: ``"bundle"`` or ``"plain"``.
+
+    Returns:
+        the first result, with each per-iteration median recomputed over the concatenated lists of every repeat, the
+        peak memory the largest of the repeats, and ``<mode>_repeats`` their number.
+    """
+    pooled = dict(sides[0])
+    for value_key, list_key in POOLED[mode].items():
+        if all(list_key in side for side in sides):
+            pooled[list_key] = [t for side in sides for t in side[list_key]]
+            pooled[value_key] = statistics.median(pooled[list_key])
+    for key in ("peak_rss_mb", "peak_cuda_mb"):
+        if all(key in side for side in sides):
+            pooled[key] = max(side[key] for side in sides)
+    pooled[f"{mode}_repeats"] = len(sides)
+    return pooled
+
+
 def combine(bundle: str, bundle_side: dict[str, Any], plain_side: dict[str, Any]) -> dict[str, Any]:
     """One table row from the two workers' results: each side's peak memory kept apart, and the overheads.
 
@@ -413,6 +473,9 @@ def combine(bundle: str, bundle_side: dict[str, Any], plain_side: dict[str, Any]
     row["plain_memory"] = {k: plain_side[k] for k in memory_keys if k in plain_side}
     row["overhead"] = row["bundle_s_per_it"] / row["plain_s_per_it"] - 1
     row["cpu_overhead"] = row["bundle_cpu_s_per_it"] / row["plain_cpu_s_per_it"] - 1
+    if "bundle_fetch_cpu_s_per_it" in row:  # the runner's own cost: the bundle's batch fetch taken out
+        runner_cpu = row["bundle_cpu_s_per_it"] - row["bundle_fetch_cpu_s_per_it"]
+        row["cpu_overhead_without_loader"] = runner_cpu / row["plain_cpu_s_per_it"] - 1
     return row
 
 
@@ -426,6 +489,15 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _signed_percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:+.1f}%"
+
+
+def _per_repeat(row: dict[str, Any]) -> str:
+    each = row.get("cpu_overhead_per_repeat", [])
+    return f" ({', '.join(f'{x * 100:+.1f}' for x in each)})" if len(each) > 1 else ""
+
+
 def markdown(results: list[dict[str, Any]], header: str) -> str:
     """The table of the model cards."""
     cuda = any("peak_cuda_mb" in r for r in results)
@@ -434,7 +506,8 @@ def markdown(results: list[dict[str, Any]], header: str) -> str:
         header,
         "",
         "| bundle | trainer | plain loop | batch | bundle s/it | plain s/it | overhead | bundle CPU s/it | "
-        "plain CPU s/it | CPU overhead | overhead without the loader | loader s/batch | loader share of bundle it | "
+        "plain CPU s/it | CPU overhead | CPU overhead without the loader | loader s/batch | "
+        "loader share of bundle it | "
         f"inference s/case (inferer, case) | params M | GFLOPs/sample | {mem} |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -443,8 +516,9 @@ def markdown(results: list[dict[str, Any]], header: str) -> str:
         lines.append(
             f"| {r['bundle']} | {r['trainer']} | {r['plain_loop']} | {'x'.join(map(str, r['batch_shape']))} | "
             f"{r['bundle_s_per_it']:.3f} | {r['plain_s_per_it']:.3f} | {r['overhead'] * 100:+.1f}% | "
-            f"{r['bundle_cpu_s_per_it']:.3f} | {r['plain_cpu_s_per_it']:.3f} | {r['cpu_overhead'] * 100:+.1f}% | "
-            f"{((r['bundle_s_per_it'] - r['bundle_fetch_s_per_it']) / r['plain_s_per_it'] - 1) * 100:+.1f}% | "
+            f"{r['bundle_cpu_s_per_it']:.3f} | {r['plain_cpu_s_per_it']:.3f} | {r['cpu_overhead'] * 100:+.1f}%"
+            f"{_per_repeat(r)} | "
+            f"{_signed_percent(r.get('cpu_overhead_without_loader'))} | "
             f"{r['loader_s_per_batch']:.3f} | {r['bundle_fetch_s_per_it'] / r['bundle_s_per_it'] * 100:.0f}% | "
             f"{r['infer_s_per_case']:.3f} ({r['inferer']}, {'x'.join(map(str, r['infer_case_shape']))}) | "
             f"{r['params_m']:.2f} | {_fmt(r['gflops_per_sample'], '.2f')} | "
@@ -787,27 +861,37 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     results, failed = [], []
     for bundle in bundles:
+        sides: dict[str, list[dict[str, Any]]] = {"bundle": [], "plain": []}
         try:
-            bundle_side = measure(args, bundle, "bundle")
-            plain_side = measure(args, bundle, "plain")
+            for repeat in range(args.repeats):
+                # ABBA order: a load that drifts during the run weighs on both sides alike
+                for mode in ("bundle", "plain") if repeat % 2 == 0 else ("plain", "bundle"):
+                    sides[mode].append(measure(args, bundle, mode))
         except RuntimeError as error:  # reported; the other bundles are still measured
             print(error, flush=True)
             failed.append(bundle)
             continue
-        row = combine(bundle, bundle_side, plain_side)
+        row = combine(bundle, pool(sides["bundle"], "bundle"), pool(sides["plain"], "plain"))
+        row["cpu_overhead_per_repeat"] = [
+            b["bundle_cpu_s_per_it"] / p["plain_cpu_s_per_it"] - 1 for b, p in zip(sides["bundle"], sides["plain"])
+        ]
         results.append(row)
+        each = ", ".join(f"{x * 100:+.1f}%" for x in row["cpu_overhead_per_repeat"])
         print(
             f"{bundle}: bundle {row['bundle_s_per_it']:.3f} s/it, plain {row['plain_s_per_it']:.3f} s/it "
             f"({row['overhead'] * 100:+.1f}%); CPU s/it {row['bundle_cpu_s_per_it']:.3f} vs "
-            f"{row['plain_cpu_s_per_it']:.3f} ({row['cpu_overhead'] * 100:+.1f}%), load {load_average()}",
+            f"{row['plain_cpu_s_per_it']:.3f} ({row['cpu_overhead'] * 100:+.1f}%"
+            + (f"; per repeat {each}" if args.repeats > 1 else "")
+            + f"), load {load_average()}",
             flush=True,
         )
     options = f"--device {args.device} --amp {args.amp}" + (" --channels_last" if args.channels_last else "")
     options += "".join(f" --override {item}" for item in args.override)
     header = (
         f"{describe_machine(_torch_device(args.device))}; schedule {args.schedule}; {options}; "
-        f"median of {args.iterations} iterations after "
-        f"{args.warmup} warm-up; load {load_before} before, {load_average()} after; "
+        f"median of {args.repeats} x {args.iterations} iterations (each after {args.warmup} warm-up"
+        f"{', bundle and plain alternating' if args.repeats > 1 else ''}); "
+        f"load {load_before} before, {load_average()} after; "
         f"command: {display_command('benchmarks/speed.py', sys.argv[1:] if argv is None else argv)}"
     )
     if failed:

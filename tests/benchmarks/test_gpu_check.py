@@ -131,6 +131,9 @@ def test_speed_rows_keep_each_sides_memory_and_overheads() -> None:
     assert row["bundle_memory"] == {"peak_rss_mb": 3000.0, "peak_cuda_mb": 900.0}
     assert row["plain_memory"] == {"peak_rss_mb": 2000.0, "peak_cuda_mb": 800.0}
     assert row["overhead"] == pytest.approx(0.25) and row["cpu_overhead"] == pytest.approx(0.5)
+    assert "cpu_overhead_without_loader" not in row  # no fetch measured, nothing subtracted
+    bundle_side["bundle_fetch_cpu_s_per_it"] = 0.15  # the runner's own CPU: 0.9 - 0.15 = 0.75 s against 0.6
+    assert speed.combine("ugmcl", bundle_side, plain_side)["cpu_overhead_without_loader"] == pytest.approx(0.25)
 
 
 def test_cuda_mode_runs_the_paper_shapes_with_the_recipe_loader(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ they say: the shapes and counts the options asked for, a parameter count equal t
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import sys
@@ -144,3 +145,69 @@ def test_timed_intervals_keep_in_epoch_gaps_of_full_batches_after_the_warm_up() 
     # the old rule (every gap after the warm-up) would have timed 3.0 s (partial) and 2.5 s (epoch end) too
     assert speed.timed_intervals(records, warmup=1, iterations=9)[0] == [1.0, 1.5, 1.25, 1.0]
     assert speed.timed_intervals([], warmup=2, iterations=6) == ([], [])
+
+
+def test_repeats_pool_every_timed_iteration_and_keep_the_largest_memory() -> None:
+    first = {"trainer": "T", "bundle_steps": [1.0, 3.0], "bundle_cpu_steps": [0.5, 0.7], "bundle_fetch_steps": [0.1]}
+    second = {"trainer": "T", "bundle_steps": [2.0, 10.0, 4.0], "bundle_cpu_steps": [0.6, 0.9, 0.8]}
+    first["peak_rss_mb"], second["peak_rss_mb"] = 900.0, 1200.0
+    second["bundle_fetch_steps"] = [0.3, 0.2]
+    pooled = speed.pool([first, second], "bundle")
+    # medians of the concatenated lists, not of the per-repeat medians (2.0 and 4.0 would give 3.0)
+    assert pooled["bundle_s_per_it"] == 3.0 and pooled["bundle_cpu_s_per_it"] == 0.7
+    assert pooled["bundle_fetch_s_per_it"] == 0.2 and pooled["bundle_steps"] == [1.0, 3.0, 2.0, 10.0, 4.0]
+    assert pooled["peak_rss_mb"] == 1200.0 and pooled["bundle_repeats"] == 2 and pooled["trainer"] == "T"
+    plain = speed.pool([{"plain_steps": [1.0], "plain_cpu_steps": [2.0]}], "plain")
+    assert plain["plain_s_per_it"] == 1.0 and plain["plain_cpu_s_per_it"] == 2.0 and plain["plain_repeats"] == 1
+
+
+def test_repeats_alternate_the_two_sides_in_abba_order(monkeypatch, tmp_path) -> None:
+    calls = []
+
+    def fake(args, bundle, mode, timeout=None):
+        calls.append(mode)
+        cpu = 1.1 if mode == "bundle" else 1.0
+        side = {
+            f"{mode}_steps": [cpu],
+            f"{mode}_cpu_steps": [cpu],
+            f"{mode}_s_per_it": cpu,
+            f"{mode}_cpu_s_per_it": cpu,
+        }
+        return side
+
+    monkeypatch.setattr(speed, "measure", fake)
+    monkeypatch.setattr(speed, "markdown", lambda results, header: header)
+    speed.main(["--bundles", "ugmcl", "--repeats", "3", "--output", str(tmp_path)])
+    assert calls == ["bundle", "plain", "plain", "bundle", "bundle", "plain"]
+    saved = json.loads((tmp_path / "speed.json").read_text())
+    assert saved["results"][0]["cpu_overhead_per_repeat"] == pytest.approx([0.1, 0.1, 0.1])
+    assert "median of 3 x 12 iterations" in saved["header"] and "alternating" in saved["header"]
+
+
+def test_table_row_shows_the_runner_overhead_without_the_loader_and_each_repeat() -> None:
+    bundle_side = {
+        "trainer": "T",
+        "bundle_s_per_it": 1.0,
+        "bundle_cpu_s_per_it": 0.9,
+        "bundle_fetch_s_per_it": 0.2,
+        "bundle_fetch_cpu_s_per_it": 0.15,
+        "peak_rss_mb": 900.0,
+    }
+    plain_side = {
+        "plain_loop": "P",
+        "plain_s_per_it": 0.8,
+        "plain_cpu_s_per_it": 0.6,
+        "loader_s_per_batch": 0.2,
+        "batch_shape": [2, 1, 8],
+        "inferer": "SimpleInferer",
+        "infer_case_shape": [1, 1, 8],
+        "infer_s_per_case": 0.1,
+        "params_m": 1.0,
+        "gflops_per_sample": None,
+        "peak_rss_mb": 800.0,
+    }
+    row = speed.combine("ugmcl", bundle_side, plain_side)
+    row["cpu_overhead_per_repeat"] = [0.056, 0.062]
+    cells = [c.strip() for c in speed.markdown([row], "header").splitlines()[-1].split("|")]
+    # CPU overhead 0.9 / 0.6 - 1 = +50 % (each repeat listed), without the loader (0.9 - 0.15) / 0.6 - 1 = +25 %
+    assert cells[10:12] == ["+50.0% (+5.6, +6.2)", "+25.0%"]
