@@ -21,6 +21,7 @@ command (training, inference, evaluation, export, kill + resume, DDP, a corrupt 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -109,6 +110,72 @@ def last_checkpoint(bundle: Path, models: Path | None = None) -> Path:
     return found[-1]
 
 
+def override_values(args: list[str]) -> dict[str, object]:
+    """``--key value`` pairs of a bundle command line as config values (JSON where the text is JSON, else text)."""
+    assert len(args) % 2 == 0 and all(a.startswith("--") for a in args[::2]), args
+    values: dict[str, object] = {}
+    for key, text in zip(args[::2], args[1::2]):
+        try:
+            values[key[2:]] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key[2:]] = text
+    return values
+
+
+def phantom_cache(tmp_path_factory) -> Path:
+    """The folder of the phantoms generated in this test session, one folder for all parallel workers."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "phantoms"
+
+
+def seed_phantom(bundle: Path, names: tuple[str, ...], args: list[str], tmp_path_factory) -> None:
+    """Write into the copy ``bundle`` the phantom that its run ``names`` + ``args`` would write first, as a copy of
+    the same phantom generated once per test session.
+
+    The phantom is deterministic (its seed and settings are its marker's content), so the copy holds the files the run
+    would write; the run still reads, checks and splits them. The trained fixture's first run and the DDP run (whose
+    ranks race to write it) keep writing their own.
+    """
+    from common.data.prepare import ensure_dataset
+
+    entry = cached_phantom(bundle, names, args, tmp_path_factory)
+    if entry is None:
+        return
+    cached, phantom_dir, phantom, layout = entry
+    ensure_dataset(cached, layout, phantom=phantom, generate_phantom=True)  # atomic: a worker racing us is fine
+    shutil.copytree(cached, phantom_dir)
+
+
+def cached_phantom(bundle: Path, names: tuple[str, ...], args: list[str], tmp_path_factory) -> tuple | None:
+    """``(cached folder, the copy's phantom folder, phantom, layout)`` of the run ``names`` + ``args`` of ``bundle``;
+    None where the run reads another data set than its phantom."""
+    from common.data import get_layout
+
+    parser = parse(bundle, *names)
+    for key, value in override_values(args).items():
+        parser[key] = value
+    if parser["dataset_dir"] != "@phantom_dir":
+        return None
+    phantom = parser.get_parsed_content("phantom")
+    layout = get_layout(parser.get_parsed_content("dataset_layout"))
+    key = json.dumps([repr(layout), phantom.num_cases, phantom.params()], sort_keys=True, default=str)
+    cached = phantom_cache(tmp_path_factory) / hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cached, Path(parser.get_parsed_content("phantom_dir")), phantom, layout
+
+
+def share_phantom(bundle: Path, names: tuple[str, ...], tmp_path_factory) -> None:
+    """Offer the phantom that a run of the copy ``bundle`` wrote to the session's cache (where it is not there yet)."""
+    entry = cached_phantom(bundle, names, [], tmp_path_factory)
+    if entry is None or entry[0].exists() or not entry[1].is_dir():
+        return
+    staging = entry[0].with_name(f".{entry[0].name}.partial-{os.getpid()}")
+    shutil.copytree(entry[1], staging)
+    try:
+        os.rename(staging, entry[0])  # atomic; another worker may have cached the same phantom meanwhile
+    except OSError:
+        shutil.rmtree(staging)
+
+
 @pytest.fixture(scope="module")
 def trained() -> dict[str, Path]:
     """Bundles trained once per worker with ``run training`` on train.json + quick.json (the user's form)."""
@@ -120,6 +187,7 @@ def get_trained(cache: dict[str, Path], name: str, tmp_path_factory) -> Path:
         bundle = copy_bundle(name, tmp_path_factory.mktemp("trained"))
         proc = monai_bundle(bundle, "run", "training", "--config_file", configs(bundle, "train", "quick"))
         (bundle / "train.log").write_text(proc.stdout + proc.stderr)
+        share_phantom(bundle, ("train", "quick"), tmp_path_factory)
         cache[name] = bundle
     return cache[name]
 
@@ -367,6 +435,13 @@ def resume_run_args(bundle: Path, name: str) -> list[str]:
     return ["--config_file", configs(bundle, *names), *overrides]
 
 
+def resume_copy(name: str, dest: Path, tmp_path_factory) -> Path:
+    """A private copy of the bundle for a resume run, holding the phantom that run writes first (see seed_phantom)."""
+    bundle = copy_bundle(name, dest)
+    seed_phantom(bundle, *RESUME_RUNS.get(name, (("train", "quick"), [])), tmp_path_factory)
+    return bundle
+
+
 def resume_run_folders(bundle: Path, name: str) -> tuple[Path, Path]:
     """``ckpt_dir`` and ``output_dir`` of the resume run (a data set's config may move them, as isic2018.json)."""
     parser = parse(bundle, *RESUME_RUNS.get(name, (("train", "quick"), []))[0])
@@ -404,18 +479,18 @@ def last_line(output: str) -> str:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("name", grouped("resume"))
-def test_resume_after_kill(name, tmp_path):
+def test_resume_after_kill(name, tmp_path, tmp_path_factory):
     """A run killed (SIGKILL) after its first checkpoint resumes from it and is the run it would have been: at a tiny
     schedule on CPU, its final checkpoint (network, teacher, optimizers, schedulers, trainer, AMP scalers, every
     random state) and best model are bit-identical to those of an uninterrupted run, and so are the losses and
     validation metrics of every resumed epoch. The same command once more trains zero iterations, says so in its
     last line and leaves every file as it was; with ``--dataset_dir <another folder>`` it trains afresh, after one
     warning, with the old run's files moved aside."""
-    reference = copy_bundle(name, tmp_path / "reference")
+    reference = resume_copy(name, tmp_path / "reference", tmp_path_factory)
     monai_bundle(reference, "run", "training", *resume_run_args(reference, name))
     reference_models, reference_eval = resume_run_folders(reference, name)
 
-    bundle = copy_bundle(name, tmp_path / "killed")
+    bundle = resume_copy(name, tmp_path / "killed", tmp_path_factory)
     models, evals = resume_run_folders(bundle, name)
     cmd = [sys.executable, "-m", "monai.bundle", "run", *resume_run_args(bundle, name)]
     log = open(tmp_path / "first.log", "w")
@@ -508,12 +583,7 @@ def test_ddp_schedule_keeps_two_validated_epochs(name):
     samplers' epochs, the distributed validation and the best-model save still run; and no longer than the quick run."""
     args = DDP_RUNS[name]
     assert name in BUNDLES and len(args) % 2 == 0 and all(a.startswith("--") for a in args[::2]), args
-    overrides = {}
-    for key, text in zip(args[::2], args[1::2]):
-        try:
-            overrides[key[2:]] = json.loads(text)
-        except json.JSONDecodeError:
-            overrides[key[2:]] = text
+    overrides = override_values(args)
     quick = parse(ROOT / "bundles" / name, "train", "multi_gpu_train", "quick")
     cut = parse(ROOT / "bundles" / name, "train", "multi_gpu_train", "quick")
     for key, value in overrides.items():
@@ -561,11 +631,12 @@ def test_multi_gpu_config_with_two_gloo_processes(name, tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.parametrize("name", grouped("badinput"))
-def test_corrupt_input_gets_a_clear_error(name, tmp_path):
+def test_corrupt_input_gets_a_clear_error(name, tmp_path, tmp_path_factory):
     """A truncated image in a user's data set stops training before it starts, naming the file; nothing is written."""
     bundle = copy_bundle(name, tmp_path)
+    seed_phantom(bundle, ("train", "quick"), [], tmp_path_factory)
     parser = parse(bundle, "train", "quick")
-    datalist = parser.get_parsed_content("datalist")  # writes the phantom, the way a first run does
+    datalist = parser.get_parsed_content("datalist")  # the phantom's datalist, as a first run prepares it
     phantom = Path(parser.get_parsed_content("dataset_dir"))
     user_data = tmp_path / "user_data"
     shutil.copytree(phantom, user_data)
