@@ -462,6 +462,32 @@ def test_dfcps_warm_start_fills_the_member_the_baseline_trained(tmp_path):
     assert any(not torch.equal(pair.networks[1].state_dict()[n], baseline.networks[0].state_dict()[n]) for n in weights)
 
 
+def test_dfcps_calibrated_batch_overlay_gives_both_arms_four_labeled_images_a_step(tmp_path):
+    """Issue 15's calibration: the calibrated phantom, 4 labeled (+ 4 unlabeled for DFCPS) images a step, 800 steps."""
+    from monai.bundle import ConfigParser
+
+    overlays = ("--overlay", "benchmark_calibrated", "--overlay", "benchmark_calibrated_batch")
+    runs = accuracy.plan(args_for(tmp_path, "--bundles", "dfcps", "--fractions", "0.0625", "--seeds", "0", *overlays))
+    assert {(r.method, r.fraction) for r in runs} == {("dfcps", 0.0625), ("supervised", 0.0625), ("supervised", 1.0)}
+    for run in runs:
+        names = [Path(c).stem for c in run.configs]
+        order = [names.index(n) for n in ("benchmark", "benchmark_calibrated", "benchmark_calibrated_batch")]
+        assert order == sorted(order)
+        parser = ConfigParser()
+        parser.read_config(run.configs)
+        parser.update(run.overrides)
+        assert parser.get_parsed_content("labeled_batch_size") == 4  # benchmark.json's 2
+        assert parser.get_parsed_content("train#labeled_dataloader#batch_size") == 4
+        assert parser.get_parsed_content("epochs") * parser.get_parsed_content("epoch_length") == 800
+        assert parser.get("phantom#radius_range") == [0.15, 0.4]  # benchmark_calibrated.json's phantom is kept
+        if run.method == "dfcps":
+            assert parser.get_parsed_content("train#unlabeled_dataloader#batch_size") == 4  # the paper's 1:1
+            assert parser.get("train#trainer#train_data_loader").replace("::", "#") == "@train#dataloader"
+        else:
+            loader = parser.get("train#dataloader").replace("::", "#")
+            assert names[-1] == "supervised" and loader == "@train#labeled_dataloader"
+
+
 def test_dmgsa_table_pairs_the_method_with_each_ablation_on_the_airway_metrics():
     names = ("test_iou", "test_dlr", "test_td", "test_dbr", "test_bd", "test_ccf")
     arms = ("dmgsa", "ablation_no_dmr", "ablation_no_gmgs")
