@@ -14,7 +14,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from test_bundles import ROOT, parse
+from test_bundles import ROOT, TRAINED, parse
 
 from common.bundle.export import blocked_package_env, stage_bundle
 from common.bundle.model_info import zoo_name_of
@@ -37,9 +37,6 @@ __all__ = [
 ]
 
 TIMEOUT = 900
-TRAINED: dict[str, Path] = {}
-"""Bundle copies trained (quick) in this process, shared by the slow tests of the sharing modules: their xdist group
-is the conformance suite's ``<bundle>-trained``, so one worker trains each bundle once for them."""
 
 
 def zoo_name(name: str) -> str:

@@ -176,10 +176,15 @@ def share_phantom(bundle: Path, names: tuple[str, ...], tmp_path_factory) -> Non
         shutil.rmtree(staging)
 
 
+TRAINED: dict[str, Path] = {}
+"""Bundle copies trained (quick) in this process, for every module of the suite: their xdist group is
+``<bundle>-trained``, so one worker trains each bundle once."""
+
+
 @pytest.fixture(scope="module")
 def trained() -> dict[str, Path]:
     """Bundles trained once per worker with ``run training`` on train.json + quick.json (the user's form)."""
-    return {}
+    return TRAINED
 
 
 def get_trained(cache: dict[str, Path], name: str, tmp_path_factory) -> Path:
