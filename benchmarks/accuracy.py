@@ -312,7 +312,8 @@ def warm_network_expression(configs: list[str], checkpoint: Path) -> str:
 
     Args:
         configs: the run's config files (their ``network`` entry, a ``$`` expression, is wrapped).
-        checkpoint: a ``model.pt`` saved by a bundle's best-model saver (its ``"model"`` entry is the state dict).
+        checkpoint: a ``model.pt`` saved by a bundle's best-model saver: the network's plain state dict (Ignite's
+            ``Checkpoint`` saves a single object unwrapped; the model zoo's form), or ``{"model": state dict}``.
 
     Returns:
         a config expression string for the ``network`` id.
@@ -328,7 +329,8 @@ def warm_network_expression(configs: list[str], checkpoint: Path) -> str:
     return (
         "$(lambda net, state: net if monai.networks.utils.copy_model_state(net, state, inplace=True)[1] "
         f"else (_ for _ in ()).throw(ValueError({failure!r})))"
-        f"({original[1:]}, torch.load({str(checkpoint)!r}, map_location='cpu', weights_only=True)['model'])"
+        f"({original[1:]}, (lambda saved: saved['model'] if list(saved) == ['model'] else saved)"
+        f"(torch.load({str(checkpoint)!r}, map_location='cpu', weights_only=True)))"
     )
 
 

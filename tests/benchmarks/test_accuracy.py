@@ -248,12 +248,14 @@ def test_warm_network_expression_loads_the_checkpoint_into_the_network(tmp_path)
     trained = torch.nn.Linear(3, 2)
     torch.nn.init.constant_(trained.weight, 0.5)
     checkpoint = tmp_path / "model.pt"
-    torch.save({"model": trained.state_dict()}, checkpoint)
-    parser = ConfigParser()
-    parser.read_config(str(config))
-    parser["network"] = accuracy.warm_network_expression([str(config)], checkpoint)
-    net = parser.get_parsed_content("network")
-    assert torch.equal(net.weight, trained.weight) and torch.equal(net.bias, trained.bias)
+    # the bundles' model.pt: Ignite's Checkpoint with one object saves its state dict unwrapped; {"model": ...} too
+    for saved in (trained.state_dict(), {"model": trained.state_dict()}):
+        torch.save(saved, checkpoint)
+        parser = ConfigParser()
+        parser.read_config(str(config))
+        parser["network"] = accuracy.warm_network_expression([str(config)], checkpoint)
+        net = parser.get_parsed_content("network")
+        assert torch.equal(net.weight, trained.weight) and torch.equal(net.bias, trained.bias)
     torch.save({"model": {"other.weight": torch.zeros(2, 3)}}, checkpoint)  # nothing matches: refused, not cold
     parser = ConfigParser()
     parser.read_config(str(config))
@@ -428,7 +430,7 @@ def test_warm_expression_survives_the_bundle_command_line(tmp_path):
     )
     trained = torch.nn.Linear(3, 2)
     torch.nn.init.constant_(trained.weight, 0.5)
-    torch.save({"model": trained.state_dict()}, tmp_path / "model.pt")
+    torch.save(trained.state_dict(), tmp_path / "model.pt")  # as the best-model saver writes it
     expression = accuracy.warm_network_expression([str(config)], tmp_path / "model.pt")
     cmd = accuracy.monai_bundle_command(None, [str(config)], {"network": expression})
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -451,7 +453,7 @@ def test_dfcps_warm_start_fills_the_member_the_baseline_trained(tmp_path):
     baseline = parser.get_parsed_content("network")
     assert len(baseline.networks) == 1
     Path(str(warm_method.warm_from)).parent.mkdir(parents=True)
-    torch.save({"model": baseline.state_dict()}, warm_method.warm_from)
+    torch.save(baseline.state_dict(), warm_method.warm_from)  # as the baseline's best-model saver writes it
     parser = ConfigParser()
     parser.read_config(warm_method.configs)
     parser.update(warm_method.overrides)
