@@ -445,9 +445,8 @@ def pool(sides: list[dict[str, Any]], mode: str) -> dict[str, Any]:
     """
     pooled = dict(sides[0])
     for value_key, list_key in POOLED[mode].items():
-        if all(list_key in side for side in sides):
-            pooled[list_key] = [t for side in sides for t in side[list_key]]
-            pooled[value_key] = statistics.median(pooled[list_key])
+        pooled[list_key] = [t for side in sides for t in side[list_key]]
+        pooled[value_key] = statistics.median(pooled[list_key])
     for key in ("peak_rss_mb", "peak_cuda_mb"):
         if all(key in side for side in sides):
             pooled[key] = max(side[key] for side in sides)

@@ -152,10 +152,12 @@ def test_repeats_pool_every_timed_iteration_and_keep_the_largest_memory() -> Non
     second = {"trainer": "T", "bundle_steps": [2.0, 10.0, 9.0], "bundle_cpu_steps": [0.6, 0.9, 0.95]}
     first["peak_rss_mb"], second["peak_rss_mb"] = 900.0, 1200.0
     second["bundle_fetch_steps"] = [0.3, 0.2]
+    first["bundle_fetch_cpu_steps"], second["bundle_fetch_cpu_steps"] = [0.05], [0.02, 0.04]
     pooled = speed.pool([first, second], "bundle")
     # medians of the concatenated lists, not of the per-repeat medians (2.0 and 9.0 would give 5.5; 0.6 and 0.9, 0.75)
     assert pooled["bundle_s_per_it"] == 3.0 and pooled["bundle_cpu_s_per_it"] == 0.7
     assert pooled["bundle_fetch_s_per_it"] == 0.2 and pooled["bundle_steps"] == [1.0, 3.0, 2.0, 10.0, 9.0]
+    assert pooled["bundle_fetch_cpu_s_per_it"] == 0.04
     assert pooled["peak_rss_mb"] == 1200.0 and pooled["bundle_repeats"] == 2 and pooled["trainer"] == "T"
     plain = speed.pool([{"plain_steps": [1.0], "plain_cpu_steps": [2.0]}], "plain")
     assert plain["plain_s_per_it"] == 1.0 and plain["plain_cpu_s_per_it"] == 2.0 and plain["plain_repeats"] == 1
@@ -173,6 +175,8 @@ def test_repeats_alternate_the_two_sides_in_abba_order(monkeypatch, tmp_path) ->
             f"{mode}_s_per_it": cpu,
             f"{mode}_cpu_s_per_it": cpu,
         }
+        if mode == "bundle":  # the bundle side also times its batch fetch
+            side.update(bundle_fetch_steps=[0.1], bundle_fetch_cpu_steps=[0.1])
         return side
 
     monkeypatch.setattr(speed, "measure", fake)

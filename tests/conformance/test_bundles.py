@@ -150,6 +150,7 @@ def cached_phantom(bundle: Path, names: tuple[str, ...], args: list[str], tmp_pa
     """``(cached folder, the copy's phantom folder, phantom, layout)`` of the run ``names`` + ``args`` of ``bundle``;
     None where the run reads another data set than its phantom."""
     from common.data import get_layout
+    from common.data.prepare import _marker_content
 
     parser = parse(bundle, *names)
     for key, value in override_values(args).items():
@@ -158,7 +159,7 @@ def cached_phantom(bundle: Path, names: tuple[str, ...], args: list[str], tmp_pa
         return None
     phantom = parser.get_parsed_content("phantom")
     layout = get_layout(parser.get_parsed_content("dataset_layout"))
-    key = json.dumps([repr(layout), phantom.num_cases, phantom.params()], sort_keys=True, default=str)
+    key = json.dumps(_marker_content(phantom, layout), sort_keys=True)  # what tells one phantom from another
     cached = phantom_cache(tmp_path_factory) / hashlib.sha256(key.encode()).hexdigest()[:16]
     return cached, Path(parser.get_parsed_content("phantom_dir")), phantom, layout
 
