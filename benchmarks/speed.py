@@ -21,7 +21,9 @@ processes, so that each one's peak memory is its own:
   the loop is hand-written PyTorch (zero_grad, forward, loss, backward, step; autocast and a gradient scaler with
   ``--amp on``). A method trainer's step (two networks, a
   teacher, discriminators) is the trainer's own ``_iteration`` called directly on the batch (after the handlers of
-  ``STARTED`` have set the schedules), without Ignite's loop, the handlers or the loader. Then: the loader alone
+  ``STARTED`` have set the schedules), without Ignite's loop, the handlers or the loader; a mean-teacher method's
+  teacher update (the config's ``EMATeacher``, :func:`teacher_updates`) follows each step, as it follows
+  ``optimizer.step()`` in the official loops: it is the method's work, not the runner's. Then: the loader alone
   (seconds per batch over fresh batches), the validation inferer of the config (sliding window for the 3D bundles)
   per validation case, parameters, and forward FLOPs of one sample (``FlopCounterMode``, as
   ``benchmarks/complexity.py`` counts them: convolutions and matrix products, 2 per multiply-accumulate).
@@ -29,8 +31,9 @@ processes, so that each one's peak memory is its own:
 Each side is measured ``--repeats`` times (default 2), alternating in ABBA order (bundle, plain, plain, bundle, ...) so
 that a load drifting during the run weighs on both alike, and each side's median is taken over all its timed
 iterations; the table also lists the CPU overhead of each repeat. At 6 timed iterations and one repeat, the CPU
-overhead of the same bundle moved by about 10 points between runs (UG-MCL +12.7 % and -6.0 %); at 20 iterations,
-UG-MCL and CMUNeXt both read -0.5 % under a load of 3-5.
+overhead of the same bundle moved by about 10 points between runs (UG-MCL +12.7 % and -6.0 %); at 2 x 12 iterations
+UG-MCL's two repeats read +11.5 % and +2.2 % (its step's own CPU time ranged 1.5-2.2 s on this shared machine), hence
+the default of 2 x 20.
 
 Overhead = bundle seconds per iteration / plain seconds per iteration - 1, in wall-clock seconds and in the process's
 CPU seconds (``time.process_time``, all threads): on a shared machine the CPU seconds are the steadier figure, as
@@ -96,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundles", nargs="*", default=None, help="bundles (default: all with quick.json)")
     parser.add_argument("--schedule", choices=("quick", "paper"), default="quick", help="quick.json shapes or paper")
-    parser.add_argument("--iterations", type=int, default=12, help="timed iterations per measurement")
+    parser.add_argument("--iterations", type=int, default=20, help="timed iterations per measurement")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
     parser.add_argument(
         "--repeats", type=int, default=2, help="measure each side this many times, alternating (medians pooled)"
@@ -295,18 +298,43 @@ def _plain_supervised(trainer, batch: dict, args: argparse.Namespace):
     return step
 
 
-def _plain_method(trainer, batch: dict):
-    """A method trainer's own step, called in a bare loop (schedules set once by the STARTED handlers)."""
+def teacher_updates(handlers: list) -> list:
+    """The mean-teacher updates among a trainer's handlers (Ignite ``EMAHandler``, e.g. ``common.handlers.EMATeacher``).
+
+    The teacher's update after every student step is part of a mean-teacher method's step (the official loops of
+    UG-MCL and ASE-Net call ``update_ema_variables`` after ``optimizer.step()``), not runner overhead: the plain loop
+    runs it too, as the handler does.
+    """
+    from ignite.handlers import EMAHandler
+
+    return [handler for handler in handlers if isinstance(handler, EMAHandler)]
+
+
+def _plain_method(trainer, batch: dict, teachers: list | None = None):
+    """A method trainer's own step, called in a bare loop (schedules set once by the STARTED handlers).
+
+    Args:
+        trainer: the bundle's trainer (its ``_iteration`` is called directly).
+        batch: the one batch the loop repeats.
+        teachers: EMA handlers (:func:`teacher_updates`) whose teacher update follows each step, momentum first.
+    """
     from ignite.engine import Events
 
     trainer.state.max_epochs, trainer.state.epoch_length = 1, 10**6
     trainer.state.epoch = 1
     trainer._fire_event(Events.STARTED)
+    teachers = list(teachers or [])
 
     def step() -> None:
         trainer.state.iteration += 1
         trainer.state.batch = batch
         trainer._iteration(trainer, batch)
+        for ema in teachers:
+            name = getattr(ema, "momentum_name", "ema_momentum")
+            scheduler = getattr(ema, "momentum_scheduler", None)
+            if scheduler is not None:
+                scheduler(trainer)  # EMATeacher's mean-teacher momentum for this iteration
+            ema._update_ema_model(trainer, name)
 
     return step
 
@@ -342,7 +370,9 @@ def worker_plain(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
     if args.channels_last:
         _channels_last(network, _spatial_dims(batch))
     hand_written = type(trainer)._iteration is SupervisedTrainer._iteration  # MONAI's supervised step, on any base
-    step = _plain_supervised(trainer, batch, args) if hand_written else _plain_method(trainer, batch)
+    handlers = parser.get_parsed_content("train#handlers") if "handlers" in parser.get("train", {}) else []
+    teachers = teacher_updates(handlers)
+    step = _plain_supervised(trainer, batch, args) if hand_written else _plain_method(trainer, batch, teachers)
     times, cpu_times = [], []
     for i in range(args.warmup + args.iterations):
         _sync(args.device)
@@ -380,7 +410,9 @@ def worker_plain(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
             latency.append(time.perf_counter() - start)
     roi = getattr(inferer, "roi_size", None)
     return {
-        "plain_loop": "hand-written PyTorch" if hand_written else f"{type(trainer).__name__}._iteration",
+        "plain_loop": "hand-written PyTorch"
+        if hand_written
+        else f"{type(trainer).__name__}._iteration" + (" + EMA update" if teachers else ""),
         "plain_s_per_it": statistics.median(times),
         "plain_cpu_s_per_it": statistics.median(cpu_times),
         "plain_steps": times,

@@ -185,7 +185,7 @@ def test_repeats_alternate_the_two_sides_in_abba_order(monkeypatch, tmp_path) ->
     assert calls == ["bundle", "plain", "plain", "bundle", "bundle", "plain"]
     saved = json.loads((tmp_path / "speed.json").read_text())
     assert saved["results"][0]["cpu_overhead_per_repeat"] == pytest.approx([0.1, 0.1, 0.1])
-    assert "median of 3 x 12 iterations" in saved["header"] and "alternating" in saved["header"]
+    assert "median of 3 x 20 iterations" in saved["header"] and "alternating" in saved["header"]
 
 
 def test_table_row_shows_the_runner_overhead_without_the_loader_and_each_repeat() -> None:
@@ -215,3 +215,40 @@ def test_table_row_shows_the_runner_overhead_without_the_loader_and_each_repeat(
     cells = [c.strip() for c in speed.markdown([row], "header").splitlines()[-1].split("|")]
     # CPU overhead 0.9 / 0.6 - 1 = +50 % (each repeat listed), without the loader (0.9 - 0.15) / 0.6 - 1 = +25 %
     assert cells[10:12] == ["+50.0% (+5.6, +6.2)", "+25.0%"]
+
+
+def test_plain_loop_of_a_mean_teacher_trainer_updates_the_teacher_as_the_handler_does() -> None:
+    """The plain loop runs the step, then EMATeacher's update (momentum 1 - min(1 - 1/(t + 1), 0.99)): after the
+    first step the teacher is the student, after the second it is their mean (alpha 0.5); without the handler it
+    stays untouched, as the wrong version (EMA left out of the plain loop) would leave it."""
+    import torch
+    from ignite.engine import Engine
+
+    from common.handlers import EMATeacher, teacher_copy
+
+    student = torch.nn.Linear(1, 1, bias=False)
+    teacher = teacher_copy(student)
+    with torch.no_grad():
+        student.weight.fill_(0.0)
+        teacher.weight.fill_(10.0)
+
+    def iteration(engine, batch):  # the "step": the student's weight grows by 1
+        with torch.no_grad():
+            student.weight.add_(1.0)
+
+    class Trainer(Engine):  # a method trainer: its step is _iteration, as MONAI's engines have it
+        def __init__(self) -> None:
+            super().__init__(iteration)
+            self._iteration = iteration
+
+    trainer = Trainer()
+    ema = EMATeacher(student, alpha=0.99, teacher=teacher)
+    handlers = [object(), ema]
+    assert speed.teacher_updates(handlers) == [ema]
+    step = speed._plain_method(trainer, {"image": None}, speed.teacher_updates(handlers))
+    step()  # t = 0: momentum 1, the teacher becomes the student (1)
+    assert teacher.weight.item() == pytest.approx(1.0)
+    step()  # t = 1: alpha 0.5: 0.5 * 1 + 0.5 * 2
+    assert teacher.weight.item() == pytest.approx(1.5)
+    speed._plain_method(Trainer(), {"image": None}, [])()  # no EMA handler: the teacher stays as it was
+    assert (student.weight.item(), teacher.weight.item()) == pytest.approx((3.0, 1.5))
