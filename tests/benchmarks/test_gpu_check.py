@@ -306,6 +306,8 @@ def test_cpu_mode_runs_the_steps_at_quick_shapes(tmp_path: Path) -> None:
     row = steps["speed_amp_off/cmunext"]["row"]
     for key in ("bundle_s_per_it", "plain_s_per_it", "bundle_cpu_s_per_it", "infer_s_per_case", "params_m"):
         assert row[key] > 0, key
+    assert len(row["plain_steps"]) == len(row["bundle_steps"]) == 1  # the paired plain step, in the bundle's process
+    assert row["plain_process_s_per_it"] > 0 and row["plain_loop"] == "hand-written PyTorch"
     train = steps["train_2d"]
     assert train["iterations"] == 2 and train["validation_devices"] == ["cpu"] and len(train["validations"]) == 2
     assert train["loss_first_tenth"] > 0 and train["run_wall_s"] > 0 and train["run_cpu_s"] > 0

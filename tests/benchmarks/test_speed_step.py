@@ -145,6 +145,10 @@ def test_timed_intervals_keep_in_epoch_gaps_of_full_batches_after_the_warm_up() 
     # the old rule (every gap after the warm-up) would have timed 3.0 s (partial) and 2.5 s (epoch end) too
     assert speed.timed_intervals(records, warmup=1, iterations=9)[0] == [1.0, 1.5, 1.25, 1.0]
     assert speed.timed_intervals([], warmup=2, iterations=6) == ([], [])
+    # with the moment the bundle went on after each paired plain step: the next gap starts there, not at the end
+    paired = [(*r, r[0] + 0.25, r[1] + 0.125) for r in records]
+    wall, cpu = speed.timed_intervals(paired, warmup=2, iterations=6)
+    assert wall == [1.25, 1.0, 0.75] and cpu == [0.625, 0.375, 0.375]
 
 
 def test_repeats_pool_every_timed_iteration_and_keep_the_largest_memory() -> None:
@@ -159,8 +163,14 @@ def test_repeats_pool_every_timed_iteration_and_keep_the_largest_memory() -> Non
     assert pooled["bundle_fetch_s_per_it"] == 0.2 and pooled["bundle_steps"] == [1.0, 3.0, 2.0, 10.0, 9.0]
     assert pooled["bundle_fetch_cpu_s_per_it"] == 0.04
     assert pooled["peak_rss_mb"] == 1200.0 and pooled["bundle_repeats"] == 2 and pooled["trainer"] == "T"
-    plain = speed.pool([{"plain_steps": [1.0], "plain_cpu_steps": [2.0]}], "plain")
-    assert plain["plain_s_per_it"] == 1.0 and plain["plain_cpu_s_per_it"] == 2.0 and plain["plain_repeats"] == 1
+    assert "plain_steps" not in pooled  # results without the paired plain steps: nothing made up
+    first.update(plain_steps=[4.0], plain_cpu_steps=[3.0])
+    second.update(plain_steps=[1.0, 2.0], plain_cpu_steps=[0.1, 0.2])
+    pooled = speed.pool([first, second], "bundle")  # the paired plain steps come with the bundle's results
+    assert pooled["plain_s_per_it"] == 2.0 and pooled["plain_cpu_s_per_it"] == 0.2
+    plain = speed.pool([{"plain_process_steps": [1.0], "plain_process_cpu_steps": [2.0]}], "plain")
+    assert plain["plain_process_s_per_it"] == 1.0 and plain["plain_process_cpu_s_per_it"] == 2.0
+    assert plain["plain_repeats"] == 1
 
 
 def test_repeats_alternate_the_two_sides_in_abba_order(monkeypatch, tmp_path) -> None:
@@ -168,23 +178,27 @@ def test_repeats_alternate_the_two_sides_in_abba_order(monkeypatch, tmp_path) ->
 
     def fake(args, bundle, mode, timeout=None):
         calls.append(mode)
-        cpu = 1.1 if mode == "bundle" else 1.0
-        side = {
-            f"{mode}_steps": [cpu],
-            f"{mode}_cpu_steps": [cpu],
-            f"{mode}_s_per_it": cpu,
-            f"{mode}_cpu_s_per_it": cpu,
+        if mode == "plain":  # the plain process's own loop
+            return {"plain_process_steps": [1.3], "plain_process_cpu_steps": [1.3]}
+        return {  # the bundle's process: its iterations, its batch fetch and the paired plain steps
+            "bundle_steps": [1.1],
+            "bundle_cpu_steps": [1.1],
+            "bundle_fetch_steps": [0.1],
+            "bundle_fetch_cpu_steps": [0.1],
+            "plain_steps": [1.0],
+            "plain_cpu_steps": [1.0],
+            "bundle_cpu_s_per_it": 1.1,  # each process's own medians
+            "plain_cpu_s_per_it": 1.0,
         }
-        if mode == "bundle":  # the bundle side also times its batch fetch
-            side.update(bundle_fetch_steps=[0.1], bundle_fetch_cpu_steps=[0.1])
-        return side
 
     monkeypatch.setattr(speed, "measure", fake)
     monkeypatch.setattr(speed, "markdown", lambda results, header: header)
     speed.main(["--bundles", "ugmcl", "--repeats", "3", "--output", str(tmp_path)])
     assert calls == ["bundle", "plain", "plain", "bundle", "bundle", "plain"]
     saved = json.loads((tmp_path / "speed.json").read_text())
-    assert saved["results"][0]["cpu_overhead_per_repeat"] == pytest.approx([0.1, 0.1, 0.1])
+    row = saved["results"][0]
+    assert row["cpu_overhead_per_repeat"] == pytest.approx([0.1, 0.1, 0.1])  # against the paired steps, not 1.3
+    assert row["cpu_overhead"] == pytest.approx(0.1) and row["plain_process_cpu_s_per_it"] == 1.3
     assert "median of 3 x 20 iterations" in saved["header"] and "alternating" in saved["header"]
 
 
@@ -252,3 +266,45 @@ def test_plain_loop_of_a_mean_teacher_trainer_updates_the_teacher_as_the_handler
     assert teacher.weight.item() == pytest.approx(1.5)
     speed._plain_method(Trainer(), {"image": None}, [])()  # no EMA handler: the teacher stays as it was
     assert (student.weight.item(), teacher.weight.item()) == pytest.approx((3.0, 1.5))
+
+
+def test_bundle_worker_pairs_one_plain_step_after_each_iteration_outside_the_timed_gaps(monkeypatch, tmp_path) -> None:
+    """On a fake clock: each bundle iteration takes 1 s, each plain step 3 s; the bundle's gaps start after the paired
+    plain step (1 s each, not 4 s: the wrong version counts the plain step as the bundle's), the plain steps are
+    timed alone, and the run stops once the iterations asked for are timed."""
+    import torch
+    from ignite.engine import Engine
+
+    clock = [0.0]
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(speed.time, "process_time", lambda: clock[0])
+
+    class Trainer(Engine):
+        def _iteration(self, engine, batch):  # the method's step, as the plain loop calls it
+            clock[0] += 3.0
+
+    trainer = Trainer(lambda engine, batch: clock.__setitem__(0, clock[0] + 1.0))
+    trainer.state.epoch_length = None
+
+    class Parser:
+        def get_parsed_content(self, key):
+            return trainer
+
+        def get(self, key, default=None):
+            return default
+
+    class Workflow:
+        parser = Parser()
+
+        def run(self):
+            trainer.run([{"image": torch.zeros(2, 1, 4)}] * 10, max_epochs=1)
+
+        def finalize(self):
+            pass
+
+    monkeypatch.setattr(speed, "_workflow", lambda args, bundle: Workflow())
+    args = speed.parse_args(["--iterations", "3", "--warmup", "1", "--output", str(tmp_path)])
+    result = speed.worker_bundle(args, "fake")
+    assert result["bundle_cpu_steps"] == [1.0, 1.0, 1.0] and result["plain_cpu_steps"] == [3.0, 3.0, 3.0]
+    assert result["plain_loop"] == "Trainer._iteration" and result["iterations"] == 3
+    assert trainer.state.iteration == 4  # warm-up + timed, of the 10 the data would give
