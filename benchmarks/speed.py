@@ -13,14 +13,15 @@ processes, so that each one's peak memory is its own:
   quick epoch, 7 volumes at batch 2, ended in a 1-volume step of 1.41 s against 0.66 s for a full one), so timing it
   would count a first-call cost, not the bundle's overhead; the epoch-end handlers (checkpoints, curves) are left out
   as the plain loop leaves them out. **The plain loop runs in the same process, paired**: at the end of each bundle
-  iteration (after every handler of the config) one plain step (below) runs on the first batch, timed on its own and
-  outside the bundle's gaps. Two processes doing the same work differ by up to ~10 % in CPU time on this shared
-  machine (CMUNeXt's hand-written loop: 1.28 and 1.42 s per step in two processes; the bundle and the plain step
-  interleaved in one process: 1.32 and 1.32 s), which separate processes would count as overhead. The data loader's
-  share is the time between Ignite's ``GET_BATCH_STARTED`` and ``GET_BATCH_COMPLETED`` (wall and CPU): the plain
-  loop repeats one batch and loads nothing, so "CPU overhead without the loader" (the bundle's CPU seconds per
-  iteration less its batch fetch's, over the plain step's) is the runner's own cost (Ignite, handlers, decollation),
-  and "CPU overhead" also counts the loading a training needs.
+  iteration (after every handler of the config) one plain iteration runs, timed on its own and outside the bundle's
+  gaps: the next batch of its own iterator over the trainer's loader (what ``for batch in loader`` loads), then the
+  plain step (below) on the first batch. Two processes doing the same work differ by up to ~10 % in CPU time on this
+  shared machine (CMUNeXt's hand-written loop: 1.28 and 1.42 s per step in two processes; the bundle and the plain
+  step interleaved in one process: 1.32 and 1.32 s), which separate processes would count as overhead. The bundle's
+  loading is the time between Ignite's ``GET_BATCH_STARTED`` and ``GET_BATCH_COMPLETED`` (wall and CPU), the plain
+  loop's its ``next(batches)``: "CPU overhead" compares the two loops with their loading, "CPU overhead without the
+  loader" (each loop's CPU seconds per iteration less its loading's) the runner's own cost (Ignite, handlers,
+  decollation) against the bare step.
 * ``plain``: the same configs parsed in a process of its own, one batch taken from the bundle's training loader, a few
   plain steps over it (the plain side's peak memory; their times stay in the JSON as ``plain_process_*``), then: the
   loader alone (seconds per batch over fresh batches), the validation inferer of the config (sliding window for the
@@ -31,7 +32,7 @@ The plain step: for MONAI's supervised step (``SupervisedTrainer``, ``common.eng
 hand-written PyTorch (zero_grad, forward, loss, backward, step; autocast and a gradient scaler with ``--amp on``). A
 method trainer's step (two networks, a teacher, discriminators) is the trainer's own ``_iteration`` called directly
 on the batch (in the plain process after the handlers of ``STARTED`` have set the schedules; paired, with the run's
-schedules as they are), without Ignite's loop, the handlers or the loader; a mean-teacher method's teacher update
+schedules as they are), without Ignite's loop or the handlers; a mean-teacher method's teacher update
 (the config's ``EMATeacher``, :func:`teacher_updates`) follows each step, as it follows ``optimizer.step()`` in the
 official loops: it is the method's work, not the runner's.
 
@@ -230,7 +231,9 @@ def worker_bundle(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
     workflow = _workflow(args, bundle)
     trainer = workflow.parser.get_parsed_content("train#trainer")
     teachers = teacher_updates(_train_handlers(workflow.parser))
-    paired: dict[str, Any] = {"step": None, "wall": [], "cpu": []}  # the plain step, run after each iteration
+    # the plain loop, run after each iteration: a batch fetched from its own iterator of the trainer's loader, then
+    # the plain step (on the first batch, as the plain worker's loop)
+    paired: dict[str, Any] = {"step": None, "batches": None, "wall": [], "cpu": [], "fetch_wall": [], "fetch_cpu": []}
     per_epoch = trainer.state.epoch_length  # the loader's length where the bundle sets no epoch_length
     wanted = args.warmup + args.iterations
     if per_epoch is not None and 1 < per_epoch < wanted:
@@ -255,14 +258,19 @@ def worker_bundle(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
         ended = (time.perf_counter(), time.process_time(), engine.state.epoch, batch_shapes(engine.state.batch))
         if paired["step"] is None:  # the plain loop's batch: the first one, as in the plain worker
             paired["step"] = plain_step(trainer, engine.state.batch, args, teachers, in_run=True)
+            paired["loader"] = engine.state.dataloader
         went_on = ended[:2]
         if len(paired["wall"]) < wanted:
             start, cpu_start = time.perf_counter(), time.process_time()
+            _plain_fetch(paired)
+            fetched = (time.perf_counter(), time.process_time())
             paired["step"]()
             _sync(args.device)
             went_on = (time.perf_counter(), time.process_time())
             paired["wall"].append(went_on[0] - start)
             paired["cpu"].append(went_on[1] - cpu_start)
+            paired["fetch_wall"].append(fetched[0] - start)
+            paired["fetch_cpu"].append(fetched[1] - cpu_start)
         records.append((*ended, *went_on))
         if len(timed_intervals(records, args.warmup, args.iterations)[0]) >= args.iterations:
             engine.terminate()  # enough: the rest of the epochs would time nothing
@@ -280,8 +288,9 @@ def worker_bundle(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
     steps, cpu_steps = timed_intervals(records, args.warmup, args.iterations)
     if not steps:
         raise RuntimeError(f"{bundle}: no full-batch iteration after the {args.warmup} warm-up ones to time")
-    plain_wall = paired["wall"][args.warmup : args.warmup + args.iterations]
-    plain_cpu = paired["cpu"][args.warmup : args.warmup + args.iterations]
+    timed = slice(args.warmup, args.warmup + args.iterations)
+    plain_wall, plain_cpu = paired["wall"][timed], paired["cpu"][timed]
+    plain_fetch, plain_fetch_cpu = paired["fetch_wall"][timed], paired["fetch_cpu"][timed]
     return {
         "trainer": type(trainer).__name__,
         "iterations": len(steps),
@@ -290,6 +299,10 @@ def worker_bundle(args: argparse.Namespace, bundle: str) -> dict[str, Any]:
         "plain_cpu_s_per_it": statistics.median(plain_cpu),
         "plain_steps": plain_wall,
         "plain_cpu_steps": plain_cpu,
+        "plain_fetch_s_per_it": statistics.median(plain_fetch),
+        "plain_fetch_cpu_s_per_it": statistics.median(plain_fetch_cpu),
+        "plain_fetch_steps": plain_fetch,
+        "plain_fetch_cpu_steps": plain_fetch_cpu,
         "bundle_s_per_it": statistics.median(steps),
         "bundle_cpu_s_per_it": statistics.median(cpu_steps),
         "bundle_fetch_s_per_it": statistics.median(fetch[args.warmup :]),
@@ -377,6 +390,19 @@ def _plain_method(trainer, batch: dict, teachers: list | None = None, in_run: bo
             ema._update_ema_model(trainer, name)
 
     return step
+
+
+def _plain_fetch(paired: dict[str, Any]) -> None:
+    """The paired plain loop's loading: the next batch of its own iterator over the trainer's loader (a new iterator
+    when one ends), as ``for batch in loader`` would load it."""
+    if paired["batches"] is not None:
+        try:
+            next(paired["batches"])
+            return
+        except StopIteration:
+            pass
+    paired["batches"] = iter(paired["loader"])
+    next(paired["batches"])
 
 
 def _train_handlers(parser) -> list:
@@ -520,12 +546,15 @@ POOLED = {  # per side: the median of the pooled per-iteration lists (value key:
         "bundle_cpu_s_per_it": "bundle_cpu_steps",
         "bundle_fetch_s_per_it": "bundle_fetch_steps",
         "bundle_fetch_cpu_s_per_it": "bundle_fetch_cpu_steps",
-        "plain_s_per_it": "plain_steps",  # the paired plain steps, run in the bundle's process
+        "plain_s_per_it": "plain_steps",  # the paired plain loop (its loading and step), in the bundle's process
         "plain_cpu_s_per_it": "plain_cpu_steps",
+        "plain_fetch_s_per_it": "plain_fetch_steps",
+        "plain_fetch_cpu_s_per_it": "plain_fetch_cpu_steps",
     },
     "plain": {"plain_process_s_per_it": "plain_process_steps", "plain_process_cpu_s_per_it": "plain_process_cpu_steps"},
 }
 PAIRED = ("plain_loop", "plain_s_per_it", "plain_cpu_s_per_it", "plain_steps", "plain_cpu_steps")
+PAIRED += ("plain_fetch_s_per_it", "plain_fetch_cpu_s_per_it", "plain_fetch_steps", "plain_fetch_cpu_steps")
 
 
 def pool(sides: list[dict[str, Any]], mode: str) -> dict[str, Any]:
@@ -571,9 +600,10 @@ def combine(bundle: str, bundle_side: dict[str, Any], plain_side: dict[str, Any]
     row["plain_memory"] = {k: plain_side[k] for k in memory_keys if k in plain_side}
     row["overhead"] = row["bundle_s_per_it"] / row["plain_s_per_it"] - 1
     row["cpu_overhead"] = row["bundle_cpu_s_per_it"] / row["plain_cpu_s_per_it"] - 1
-    if "bundle_fetch_cpu_s_per_it" in row:  # the runner's own cost: the bundle's batch fetch taken out
+    if "bundle_fetch_cpu_s_per_it" in row:  # the runner's own cost: both loops' batch fetches taken out
         runner_cpu = row["bundle_cpu_s_per_it"] - row["bundle_fetch_cpu_s_per_it"]
-        row["cpu_overhead_without_loader"] = runner_cpu / row["plain_cpu_s_per_it"] - 1
+        plain_cpu = row["plain_cpu_s_per_it"] - row.get("plain_fetch_cpu_s_per_it", 0.0)
+        row["cpu_overhead_without_loader"] = runner_cpu / plain_cpu - 1
     return row
 
 

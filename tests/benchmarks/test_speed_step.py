@@ -229,6 +229,13 @@ def test_table_row_shows_the_runner_overhead_without_the_loader_and_each_repeat(
     cells = [c.strip() for c in speed.markdown([row], "header").splitlines()[-1].split("|")]
     # CPU overhead 0.9 / 0.6 - 1 = +50 % (each repeat listed), without the loader (0.9 - 0.15) / 0.6 - 1 = +25 %
     assert cells[10:12] == ["+50.0% (+5.6, +6.2)", "+25.0%"]
+    # the paired plain loop of the bundle's process, with its own loading: it replaces the plain process's figures
+    paired = dict(bundle_side, plain_loop="Q", plain_cpu_s_per_it=0.75, plain_fetch_cpu_s_per_it=0.15)
+    paired.update(plain_s_per_it=0.8, plain_steps=[0.8], plain_cpu_steps=[0.75])
+    row = speed.combine("ugmcl", paired, dict(plain_side, plain_cpu_s_per_it=9.0, plain_loop="P"))
+    # 0.9 / 0.75 - 1 = +20 %; without both loops' loading (0.9 - 0.15) / (0.75 - 0.15) - 1 = +25 %
+    assert row["plain_loop"] == "Q" and row["cpu_overhead"] == pytest.approx(0.2)
+    assert row["cpu_overhead_without_loader"] == pytest.approx(0.25)
 
 
 def test_plain_loop_of_a_mean_teacher_trainer_updates_the_teacher_as_the_handler_does() -> None:
@@ -306,5 +313,6 @@ def test_bundle_worker_pairs_one_plain_step_after_each_iteration_outside_the_tim
     args = speed.parse_args(["--iterations", "3", "--warmup", "1", "--output", str(tmp_path)])
     result = speed.worker_bundle(args, "fake")
     assert result["bundle_cpu_steps"] == [1.0, 1.0, 1.0] and result["plain_cpu_steps"] == [3.0, 3.0, 3.0]
+    assert result["plain_fetch_cpu_steps"] == [0.0, 0.0, 0.0]  # the plain loop's own loading, timed apart
     assert result["plain_loop"] == "Trainer._iteration" and result["iterations"] == 3
     assert trainer.state.iteration == 4  # warm-up + timed, of the 10 the data would give
