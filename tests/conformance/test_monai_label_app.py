@@ -4,8 +4,9 @@ Integration (``-m integration``, no trained model needed): the staged export of 
 :mod:`common.bundle.monai_label`'s check, run from the export folder with the ``common`` package blocked: the reads and
 instantiations of MONAI Label's ``BundleInferTask`` and ``BundleTrainTask`` (``network_def``, ``preprocessing``,
 ``inferer``, ``postprocessing``, ``device`` replaced by a device name, ``channel_def`` labels, ``network`` and the
-overridden ids of ``train.json``). The default run checks the same contract on one staged bundle in-process
-(``tests/bundle/test_monai_label.py``).
+overridden ids of ``train.json``); it runs in the export's blocked-``common`` process of
+``tests/conformance/test_sharing.py::test_export_runs_without_common`` (one process for its three checks). The
+default run checks the same contract on one staged bundle in-process (``tests/bundle/test_monai_label.py``).
 
 Slow (``-m slow``): a real MONAI Label server. MONAI Label imports torchvision at module level (its post transforms),
 and PyPI's torchvision does not load beside the CPU build of torch 2.13 that the project uses; the matching pair
@@ -25,7 +26,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -36,7 +36,6 @@ import numpy as np
 import pytest
 from monai.transforms import LoadImage
 from sharing import (
-    ROOT,
     TRAINED,
     build_venv,
     demo_case,
@@ -44,14 +43,11 @@ from sharing import (
     outside_env,
     required_packages,
     run,
-    run_blocked,
-    stage,
 )
-from test_bundles import BUNDLES, get_trained, grouped
+from test_bundles import get_trained, grouped
 
 from common.data.io import read_array, spatial_shape
 
-CHECKER = ROOT / "common" / "bundle" / "monai_label.py"
 MONAI_LABEL_REQUIREMENTS = [
     "torch==2.14.1",
     "torchvision==0.29.1",
@@ -65,15 +61,6 @@ MONAI_LABEL_REQUIREMENTS = [
 ]
 SERVER_START_S = 300
 INFER_S = 600
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("name", BUNDLES)
-def test_export_meets_monai_label_contract(name, tmp_path):
-    export = stage(name, tmp_path)
-    code = f"import runpy, sys; sys.argv = ['check', '.']; runpy.run_path({str(CHECKER)!r}, run_name='__main__')"
-    proc = run_blocked([sys.executable, "-c", code], export)
-    assert "meets" in proc.stdout, proc.stdout + proc.stderr
 
 
 # ------------------------------------------------------------------------------------------------------ slow

@@ -87,7 +87,15 @@ for config in sorted(pathlib.Path("configs").glob("*.json")):
                 getattr(obj, parts[i])  # AttributeError names the missing component
             found += 1
 print(found, "references resolved")
+import runpy  # MONAI Label's reads of the bundle: common/bundle/monai_label.py, run by its path (sys.argv[1])
+checker, sys.argv = sys.argv[1], ["check", "."]
+try:
+    runpy.run_path(checker, run_name="__main__")
+except SystemExit as stop:
+    if stop.code not in (0, None):
+        raise
 """
+CHECKER = ROOT / "common" / "bundle" / "monai_label.py"
 
 
 def _headings(text: str) -> set[str]:
@@ -123,14 +131,16 @@ def test_index_names_only_existing_bundles():
 @pytest.mark.integration
 @pytest.mark.parametrize("name", BUNDLES)
 def test_export_runs_without_common(name, tmp_path):
-    """The staged export's network (MONAI's ``verify_net_in_out``) and every config reference work with ``common``
-    blocked, from the export folder, in one process (each process spends ~10 s of CPU importing MONAI)."""
+    """The staged export's network (MONAI's ``verify_net_in_out``), every config reference and MONAI Label's reads of
+    the bundle (:mod:`common.bundle.monai_label`'s check: ``BundleInferTask`` and ``BundleTrainTask``) work with
+    ``common`` blocked, from the export folder, in one process (each process spends ~10 s of CPU importing MONAI)."""
     export = stage(name, tmp_path)
-    proc = run_blocked([sys.executable, "-c", RESOLVE_REFERENCES], export)
+    proc = run_blocked([sys.executable, "-c", RESOLVE_REFERENCES, str(CHECKER)], export)
     output = proc.stdout + proc.stderr
     assert "data shape of network is verified with no error" in output, output[-3000:]
     resolved = [line for line in proc.stdout.splitlines() if line.endswith(" references resolved")]
     assert resolved and int(resolved[-1].split()[0]) > 0, output[-3000:]
+    assert "meets" in proc.stdout, output[-3000:]  # the MONAI Label contract
     for path in export.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".py", ".md", ".conf"):
             assert str(ROOT) not in path.read_text(), f"{path} names the repository's folder"
